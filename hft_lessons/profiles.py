@@ -1,0 +1,96 @@
+"""Run profiles: how big a run is (backbone, data, epochs) for CI, a laptop, or a GPU."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["TaskSettings", "Profile", "PROFILES", "PROFILE_NAMES", "TASK_NAMES", "get_profile"]
+
+TASK_NAMES = ("sst2", "conll2003", "squad")
+PROFILE_NAMES = ("smoke", "cpu", "gpu")
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+BERT_BASE = "bert-base-uncased"
+TINY = "tiny-random-bert"
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """The size of one task's run: backbone, examples, epochs, batch size and sequence length."""
+
+    backbone: str
+    max_train: int | None  # None = the whole split
+    max_eval: int | None
+    epochs: int
+    batch_size: int
+    max_length: int
+    stride: int = 0  # sliding-window overlap, question answering only
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named run profile with settings for every task."""
+
+    name: str
+    description: str
+    tasks: dict[str, TaskSettings] = field(default_factory=dict)
+
+    @property
+    def backbone(self) -> str:
+        """The profile's backbone (the same for every task)."""
+        return self.tasks["sst2"].backbone
+
+    def task(self, name: str) -> TaskSettings:
+        """Settings for one task; an unknown task name raises a one-line error."""
+        if name not in self.tasks:
+            raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)}")
+        return self.tasks[name]
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        "smoke",
+        "CI: a tiny random BERT on a few dozen examples, seconds per notebook",
+        {
+            "sst2": TaskSettings(TINY, 64, 32, 1, 16, 64),
+            "conll2003": TaskSettings(TINY, 48, 24, 1, 16, 64),
+            "squad": TaskSettings(TINY, 32, 16, 1, 8, 128, stride=32),
+        },
+    ),
+    "cpu": Profile(
+        "cpu",
+        "a laptop: pretrained all-MiniLM-L6-v2 on real subsets, minutes per notebook",
+        {
+            "sst2": TaskSettings(MINILM, 4000, 872, 2, 32, 128),
+            "conll2003": TaskSettings(MINILM, 4000, 1000, 3, 32, 128),
+            "squad": TaskSettings(MINILM, 1500, 500, 2, 16, 256, stride=64),
+        },
+    ),
+    "gpu": Profile(
+        "gpu",
+        "Colab or a workstation: bert-base-uncased on the full data, published recipes",
+        {
+            "sst2": TaskSettings(BERT_BASE, None, None, 3, 32, 128),
+            "conll2003": TaskSettings(BERT_BASE, None, None, 3, 32, 128),
+            "squad": TaskSettings(BERT_BASE, None, None, 2, 12, 384, stride=128),
+        },
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return ``name``'s profile, else $HFT_PROFILE's, else smoke under CI, gpu with CUDA, cpu otherwise."""
+    name = name or os.environ.get("HFT_PROFILE") or None
+    if name is None:
+        if os.environ.get("CI"):
+            name = "smoke"
+        elif torch.cuda.is_available():
+            name = "gpu"
+        else:
+            name = "cpu"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILE_NAMES)}")
+    return PROFILES[name]
