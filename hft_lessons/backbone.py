@@ -69,9 +69,11 @@ def resolve_backbone(name: str | None = None, verbose: bool = True) -> str:
 
 
 def _check_bert_family(path: str) -> None:
+    if Path(path).is_dir() and not (Path(path) / "config.json").exists():
+        raise ValueError(f"unknown model {path!r}: the folder has no config.json")
     try:
         config = AutoConfig.from_pretrained(path)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise ValueError(f"unknown model {path!r}: {str(err).splitlines()[0]}") from None
     if config.model_type not in BERT_FAMILY:
         raise ValueError(

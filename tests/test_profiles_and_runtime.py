@@ -1,0 +1,98 @@
+"""Run profiles, seeding and device choice."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from hft_lessons import runtime
+from hft_lessons.profiles import PROFILE_NAMES, PROFILES, TASK_NAMES, get_profile
+
+
+def test_every_profile_has_every_task():
+    for name in PROFILE_NAMES:
+        prof = PROFILES[name]
+        assert set(prof.tasks) == set(TASK_NAMES)
+        for settings in prof.tasks.values():
+            assert settings.epochs >= 1 and settings.batch_size >= 1 and settings.max_length >= 32
+    assert PROFILES["gpu"].backbone == "bert-base-uncased"
+    assert PROFILES["gpu"].task("sst2").max_train is None  # full data
+    assert PROFILES["cpu"].backbone == "sentence-transformers/all-MiniLM-L6-v2"
+    assert PROFILES["cpu"].task("sst2").max_train == 4000
+    assert PROFILES["cpu"].task("squad").stride > 0
+
+
+def test_profile_choice_order(monkeypatch):
+    monkeypatch.delenv("HFT_PROFILE", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert get_profile().name == "smoke"
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_profile().name == "gpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_profile().name == "cpu"
+    monkeypatch.setenv("HFT_PROFILE", "gpu")
+    assert get_profile().name == "gpu"
+    assert get_profile("smoke").name == "smoke"
+
+
+def test_unknown_profile_and_task_errors(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown profile 'laptop'; valid profiles: smoke, cpu, gpu"):
+        get_profile("laptop")
+    monkeypatch.setenv("HFT_PROFILE", "fast")
+    with pytest.raises(ValueError, match="valid profiles"):
+        get_profile()
+    with pytest.raises(ValueError, match=r"valid tasks: sst2, conll2003, squad"):
+        PROFILES["cpu"].task("mnli")
+
+
+def test_seed_everything_repeats_python_numpy_torch():
+    def draw():
+        g = runtime.seed_everything(123)
+        return random.random(), np.random.rand(), torch.rand(1).item(), torch.randperm(10, generator=g).tolist()
+
+    assert draw() == draw()
+
+
+def test_dataloader_workers_are_seeded():
+    data = torch.utils.data.TensorDataset(torch.arange(20))
+
+    def order():
+        g = runtime.seed_everything(7)
+        loader = torch.utils.data.DataLoader(data, batch_size=5, shuffle=True, generator=g,
+                                             worker_init_fn=runtime.seed_worker)
+        return [b[0].tolist() for b in loader]
+
+    assert order() == order()
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.delenv("HFT_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.pick_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "__version__", "2.9.0")
+    assert runtime.pick_device().type == "mps"
+    monkeypatch.setattr(torch, "__version__", "2.8.1")  # MPS only on torch >= 2.9
+    assert runtime.pick_device().type == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch, "__version__", "2.13.0")
+    assert runtime.pick_device().type == "cpu"
+    assert runtime.pick_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="allowed: cpu, cuda, mps"):
+        runtime.pick_device("tpu")
+
+
+def test_colab_detection(monkeypatch):
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    assert runtime.in_colab() is False
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261101")
+    assert runtime.in_colab() is True
+
+
+def test_setup_reports_choices():
+    env = runtime.setup(seed=3, profile="smoke", device="cpu")
+    assert env.profile.name == "smoke" and env.device.type == "cpu" and env.seed == 3
+    assert "profile: smoke" in str(env)
