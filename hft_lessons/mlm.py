@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .transformer import BertEncoder, activation
@@ -164,7 +163,9 @@ def pretraining_corpus(profile: Profile, data_dir: str | None = None, verbose: b
     return texts
 
 
-def tokenize_corpus(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[list[int]]:
+def tokenize_corpus(
+    texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> list[list[int]]:
     """Tokenize and cut long texts into windows of at most ``max_length`` tokens (with [CLS] … [SEP])."""
     body = max_length - 2
     chunks = []
@@ -214,7 +215,9 @@ def train_mlm(
     start = time.perf_counter()
     while len(losses) < steps:
         for ids, attn in _batches(chunks, batch_size, tokenizer.pad_token_id, generator):
-            inputs, labels = mask_tokens(ids, tokenizer.mask_token_id, len(tokenizer), specials, generator=generator)
+            inputs, labels = mask_tokens(
+                ids, tokenizer.mask_token_id, len(tokenizer), specials, generator=generator
+            )
             if (labels == IGNORE_INDEX).all():
                 continue
             loss = model.loss(inputs.to(device), labels.to(device), attn.to(device))
@@ -226,7 +229,9 @@ def train_mlm(
             losses.append(loss.item())
             if log_every and (len(losses) % log_every == 0 or len(losses) == steps):
                 recent = sum(losses[-log_every:]) / len(losses[-log_every:])
-                print(f"step {len(losses):4d}/{steps} | loss {recent:.3f} | {time.perf_counter() - start:.0f}s")
+                print(
+                    f"step {len(losses):4d}/{steps} | loss {recent:.3f} | {time.perf_counter() - start:.0f}s"
+                )
             if len(losses) >= steps:
                 break
     model.eval()

@@ -111,7 +111,11 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Self-attention over ``x`` [batch, seq, hidden]; ``mask`` as in :func:`attention_mask_4d`."""
         b, n, hidden = x.shape
-        q, k, v = self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
+        q, k, v = (
+            self.split_heads(self.query(x)),
+            self.split_heads(self.key(x)),
+            self.split_heads(self.value(x)),
+        )
         mask = attention_mask_4d(mask, q.dtype)
         if self.prefix is not None:
             k_p, v_p = self.prefix(b)
@@ -187,7 +191,9 @@ class Embeddings(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)

@@ -8,7 +8,12 @@ import torch.nn.functional as F
 from transformers import BertModel, GPT2Config
 
 from hft_lessons.backbone import packaged_minilm_path, tiny_bert_config
-from hft_lessons.transformer import BertEncoder, EncoderLayer, MultiHeadAttention, scaled_dot_product_attention
+from hft_lessons.transformer import (
+    BertEncoder,
+    EncoderLayer,
+    MultiHeadAttention,
+    scaled_dot_product_attention,
+)
 
 
 def _qkv(seed=0, b=2, h=3, n=5, d=8):
@@ -75,13 +80,17 @@ def test_interface_names():
     emb = enc.embeddings
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm"):
         assert hasattr(emb, name)
-    assert isinstance(enc.layers, torch.nn.ModuleList) and all(isinstance(x, EncoderLayer) for x in enc.layers)
+    assert isinstance(enc.layers, torch.nn.ModuleList) and all(
+        isinstance(x, EncoderLayer) for x in enc.layers
+    )
     layer = enc.layers[0]
     for name in ("query", "key", "value", "out"):
         assert isinstance(getattr(layer.attention, name), torch.nn.Linear)
     assert layer.attention.prefix is None
     assert isinstance(layer.ffn.up, torch.nn.Linear) and isinstance(layer.ffn.down, torch.nn.Linear)
-    assert isinstance(layer.attention_norm, torch.nn.LayerNorm) and isinstance(layer.ffn_norm, torch.nn.LayerNorm)
+    assert isinstance(layer.attention_norm, torch.nn.LayerNorm) and isinstance(
+        layer.ffn_norm, torch.nn.LayerNorm
+    )
     assert enc.config.model_type == "bert"
 
 
