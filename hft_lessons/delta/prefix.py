@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .arch import Architecture, layers
-from .base import DeltaConfig, DeltaModule, register
+from .base import DeltaConfig, DeltaModule, innermost_linear, register
 
 __all__ = ["PrefixConfig", "PrefixEncoder", "LayerPrefix", "PREFIX_ATTRIBUTE"]
 
@@ -42,7 +42,7 @@ class PrefixConfig(DeltaConfig):
         """Add one shared :class:`PrefixEncoder` and route its keys/values into every layer's attention."""
         stack = layers(backbone, arch)
         attention = stack[0].get_submodule(arch.attention_path)
-        query = attention.query
+        query = innermost_linear(attention.query)
         heads = getattr(attention, "num_heads", None) or attention.num_attention_heads
         hidden = query.in_features
         device, dtype = query.weight.device, query.weight.dtype
