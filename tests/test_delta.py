@@ -162,7 +162,15 @@ def test_task_model_head_stays_trainable(hf_base: BertModel) -> None:
 def test_training_changes_only_delta_and_head(arch: str, hf_base: BertModel, batch) -> None:
     torch.manual_seed(0)
     model = TaskModel(make_backbone(arch, hf_base), hf_base.config.hidden_size)
-    delta.apply(model, [delta.LoraConfig(r=4, alpha=8), delta.AdapterConfig(), delta.BitFitConfig()])
+    every_method = [
+        delta.LoraConfig(r=4, alpha=8, dropout=0.1),
+        delta.AdapterConfig(),
+        delta.BitFitConfig(),
+        delta.PrefixConfig(num_virtual_tokens=3, prefix_projection=True),
+        delta.IA3Config(),
+    ]
+    delta.apply(model, every_method)
+    model = copy.deepcopy(model)  # a copy keeps working (hooks, shared prefix encoder)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     allowed = set(delta.delta_parameters(model)) | {"head.weight", "head.bias"}
     optimizer = torch.optim.AdamW(
@@ -177,7 +185,8 @@ def test_training_changes_only_delta_and_head(arch: str, hf_base: BertModel, bat
         optimizer.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed <= allowed
-    assert {n for n in allowed if "lora_B" in n or ".adapter.up." in n} <= changed
+    assert {n for n in allowed if "lora_B" in n or ".adapter.up." in n or "ia3_scale" in n} <= changed
+    assert {n for n in allowed if "prefix_encoder" in n} <= changed
     assert any(n.endswith("query.base.bias") for n in changed)  # BitFit: a backbone bias moved
     assert "head.weight" in changed
 

@@ -10,7 +10,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from .arch import Architecture
-from .base import DeltaConfig, LinearWrapper, innermost_linear, register, wrap_role
+from .base import DeltaConfig, LinearWrapper, check_positive, innermost_linear, register, wrap_role
 
 __all__ = ["AdapterConfig", "Bottleneck", "AdapterLinear", "ADAPTER_PLACES", "ADAPTER_ACTIVATIONS"]
 
@@ -40,14 +40,9 @@ class AdapterConfig(DeltaConfig):
             raise ValueError(
                 f"unknown adapter activation {self.activation!r}; allowed: {', '.join(ADAPTER_ACTIVATIONS)}"
             )
-        if self.reduction_factor <= 0:
-            raise ValueError(
-                f"AdapterConfig.reduction_factor must be positive, got {self.reduction_factor!r}"
-            )
-        if self.bottleneck_size is not None and self.bottleneck_size <= 0:
-            raise ValueError(
-                f"AdapterConfig.bottleneck_size must be a positive integer, got {self.bottleneck_size!r}"
-            )
+        check_positive("AdapterConfig.reduction_factor", self.reduction_factor, integer=False)
+        if self.bottleneck_size is not None:
+            check_positive("AdapterConfig.bottleneck_size", self.bottleneck_size)
 
     def size_for(self, hidden_size: int) -> int:
         """The bottleneck width for a model of ``hidden_size``."""

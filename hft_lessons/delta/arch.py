@@ -15,6 +15,7 @@ __all__ = [
     "split_task_model",
     "layers",
     "slots",
+    "as_roles",
     "check_roles",
 ]
 
@@ -102,6 +103,11 @@ def slots(backbone: nn.Module, arch: Architecture, role: str) -> Iterator[tuple[
     parent_path, _, attribute = arch.roles[role].rpartition(".")
     for layer in layers(backbone, arch):
         yield layer.get_submodule(parent_path), attribute
+
+
+def as_roles(value: str | Sequence[str]) -> tuple[str, ...]:
+    """A role name or a sequence of them, as a tuple (configs accept ``"query"`` or ``("query", "value")``)."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def check_roles(owner: str, roles: Sequence[str], arch: Architecture) -> None:

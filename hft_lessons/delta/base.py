@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from .arch import Architecture, slots
+from .arch import Architecture, check_roles, slots
 
 __all__ = [
     "DeltaConfig",
@@ -20,6 +20,7 @@ __all__ = [
     "config_from_dict",
     "innermost_linear",
     "wrap_role",
+    "check_positive",
 ]
 
 METHODS: dict[str, type[DeltaConfig]] = {}
@@ -33,7 +34,10 @@ class DeltaConfig:
     mergeable: ClassVar[bool] = False
 
     def check(self, backbone: nn.Module, arch: Architecture) -> None:
-        """Raise a one-line ValueError if this config cannot be applied to ``backbone``."""
+        """Raise a one-line ValueError if this config cannot be applied (e.g. a target module that is missing)."""
+        targets = getattr(self, "target_modules", None)
+        if targets is not None:
+            check_roles(f"{type(self).__name__}.target_modules", targets, arch)
 
     def attach(self, backbone: nn.Module, arch: Architecture) -> None:
         """Insert this method's modules into ``backbone`` (checked first with :meth:`check`)."""
@@ -51,6 +55,13 @@ class DeltaConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ``{"method": ..., **fields}``."""
         return {"method": self.method, **asdict(self)}
+
+
+def check_positive(owner: str, value: object, integer: bool = True) -> None:
+    """Raise a one-line ValueError unless ``value`` is a positive integer (or, with ``integer=False``, number)."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        raise ValueError(f"{owner} must be a positive {'integer' if integer else 'number'}, got {value!r}")
 
 
 def register(cls: type[DeltaConfig]) -> type[DeltaConfig]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .arch import detect, split_task_model
+from .arch import detect, slots, split_task_model
 from .base import METHODS, DeltaConfig, LinearWrapper, make_config
 
 __all__ = [
@@ -136,10 +136,10 @@ def merge(model: nn.Module) -> nn.Module:
         raise ValueError(
             f"nothing to merge: applied methods ({applied}) cannot be merged; mergeable: {', '.join(mergeable)}"
         )
-    slots = [(parent, name) for parent in list(backbone.modules()) for name, child in parent.named_children()
-             if isinstance(child, LinearWrapper) and not isinstance(parent, LinearWrapper)]  # fmt: skip
-    for parent, name in slots:
-        _merge_slot(parent, name, state.merged)
+    arch = detect(backbone)
+    for role in arch.roles:
+        for parent, attribute in slots(backbone, arch, role):
+            _merge_slot(parent, attribute, state.merged)
     return model
 
 

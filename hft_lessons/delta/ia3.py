@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .arch import Architecture, check_roles
+from .arch import Architecture, as_roles
 from .base import DeltaConfig, LinearWrapper, register, wrap_role
 
 __all__ = ["IA3Config", "IA3Linear"]
@@ -26,22 +26,13 @@ class IA3Config(DeltaConfig):
     mergeable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        def as_tuple(v: str | tuple[str, ...]) -> tuple[str, ...]:
-            return (v,) if isinstance(v, str) else tuple(v)
-
-        self.target_modules, self.feedforward_modules = (
-            as_tuple(self.target_modules),
-            as_tuple(self.feedforward_modules),
-        )
+        self.target_modules = as_roles(self.target_modules)
+        self.feedforward_modules = as_roles(self.feedforward_modules)
         stray = [m for m in self.feedforward_modules if m not in self.target_modules]
         if stray:
             raise ValueError(
                 f"IA3Config.feedforward_modules {stray} must also be in target_modules {list(self.target_modules)}"
             )
-
-    def check(self, backbone: nn.Module, arch: Architecture) -> None:
-        """Every target module must exist in the architecture."""
-        check_roles("IA3Config.target_modules", self.target_modules, arch)
 
     def attach(self, backbone: nn.Module, arch: Architecture) -> None:
         """Wrap every target projection in an :class:`IA3Linear`."""

@@ -9,8 +9,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .arch import Architecture, check_roles
-from .base import DeltaConfig, LinearWrapper, register, wrap_role
+from .arch import Architecture, as_roles
+from .base import DeltaConfig, LinearWrapper, check_positive, register, wrap_role
 
 __all__ = ["LoraConfig", "LoraLinear"]
 
@@ -29,17 +29,10 @@ class LoraConfig(DeltaConfig):
     mergeable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        self.target_modules = (
-            (self.target_modules,) if isinstance(self.target_modules, str) else tuple(self.target_modules)
-        )
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
-            raise ValueError(f"LoraConfig.r must be a positive integer, got {self.r!r}")
+        self.target_modules = as_roles(self.target_modules)
+        check_positive("LoraConfig.r", self.r)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"LoraConfig.dropout must be in [0, 1), got {self.dropout!r}")
-
-    def check(self, backbone: nn.Module, arch: Architecture) -> None:
-        """Every target module must exist in the architecture."""
-        check_roles("LoraConfig.target_modules", self.target_modules, arch)
 
     def attach(self, backbone: nn.Module, arch: Architecture) -> None:
         """Wrap every target projection in a :class:`LoraLinear`."""

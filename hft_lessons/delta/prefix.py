@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .arch import Architecture, layers
-from .base import DeltaConfig, DeltaModule, innermost_linear, register
+from .base import DeltaConfig, DeltaModule, check_positive, innermost_linear, register
 
 __all__ = ["PrefixConfig", "PrefixEncoder", "LayerPrefix", "PREFIX_ATTRIBUTE"]
 
@@ -29,14 +29,9 @@ class PrefixConfig(DeltaConfig):
     method: ClassVar[str] = "prefix"
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_virtual_tokens, bool) or self.num_virtual_tokens <= 0:
-            raise ValueError(
-                f"PrefixConfig.num_virtual_tokens must be a positive integer, got {self.num_virtual_tokens!r}"
-            )
-        if self.encoder_hidden_size is not None and self.encoder_hidden_size <= 0:
-            raise ValueError(
-                f"PrefixConfig.encoder_hidden_size must be a positive integer, got {self.encoder_hidden_size!r}"
-            )
+        check_positive("PrefixConfig.num_virtual_tokens", self.num_virtual_tokens)
+        if self.encoder_hidden_size is not None:
+            check_positive("PrefixConfig.encoder_hidden_size", self.encoder_hidden_size)
 
     def attach(self, backbone: nn.Module, arch: Architecture) -> None:
         """Add one shared :class:`PrefixEncoder` and route its keys/values into every layer's attention."""
