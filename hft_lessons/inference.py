@@ -72,12 +72,14 @@ def classify(model: TaskModel, tokenizer: PreTrainedTokenizerBase, texts: str | 
     """Predict ``(label, probability)`` for each text (one string or a list); long texts are truncated."""
     _check_model(model, ClassificationHead, "classify")
     items = [texts] if isinstance(texts, str) else texts
-    if not isinstance(items, Sequence) or not items:
-        raise ValueError("empty input: give a string or a non-empty list of strings")
+    if not isinstance(items, Sequence):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    if not items:
+        raise ValueError("empty input: the list of texts is empty")
     items = [_check_text(t, f"text #{i}") for i, t in enumerate(items)]
     limit = model_max_length(model, tokenizer)
     enc = tokenizer(items, truncation=True, max_length=limit, padding=True, return_tensors="pt")
-    lengths = [len(ids) for ids in tokenizer(items, add_special_tokens=True)["input_ids"]]
+    lengths = [len(ids) for ids in tokenizer(items, verbose=False)["input_ids"]]
     if max(lengths) > limit:
         warnings.warn(f"{sum(n > limit for n in lengths)} text(s) longer than {limit} tokens were truncated",
                       stacklevel=2)
