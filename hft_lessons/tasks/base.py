@@ -1,0 +1,97 @@
+"""The task interface shared by every task, the task model, and dynamic-padding batching."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from datasets import Dataset
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+__all__ = ["Task", "TaskModel", "PaddingCollator", "encode"]
+
+
+def encode(backbone: nn.Module, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+    """Run a backbone (Hugging Face BertModel or the course's BertEncoder) and return [batch, seq, hidden]."""
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+    return out if isinstance(out, torch.Tensor) else out.last_hidden_state
+
+
+class TaskModel(nn.Module):
+    """A backbone plus a task head: ``forward(**batch)`` returns the head's logits."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, task_name: str = "") -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.task_name = task_name
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_: Any) -> torch.Tensor:
+        """Logits for a batch; extra batch keys (labels, positions) are ignored here."""
+        hidden = encode(self.backbone, input_ids, attention_mask, token_type_ids)
+        return self.head(hidden, attention_mask)
+
+
+@dataclass
+class PaddingCollator:
+    """Pad a list of tokenized examples to the longest one in the batch (dynamic padding)."""
+
+    pad_token_id: int
+    label_pad: dict[str, int] = field(default_factory=dict)  # per-key padding for list-valued labels
+    keys: tuple[str, ...] | None = None  # keep only these keys (others, e.g. offsets, stay in the dataset)
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Stack a batch, padding ``input_ids``/``attention_mask``/``token_type_ids`` and listed keys."""
+        width = max(len(r["input_ids"]) for r in rows)
+        pads = {"input_ids": self.pad_token_id, "attention_mask": 0, "token_type_ids": 0, **self.label_pad}
+        batch: dict[str, torch.Tensor] = {}
+        for key in rows[0]:
+            if self.keys is not None and key not in self.keys:
+                continue
+            values = [r[key] for r in rows]
+            if key in pads:
+                values = [list(v) + [pads[key]] * (width - len(v)) for v in values]
+            batch[key] = torch.tensor(values)
+        return batch
+
+
+class Task:
+    """What the trainer needs from a task: tokenizing, a head, the loss and the metrics."""
+
+    name: str = ""
+    metric: str = ""  # the main metric, used for early stopping and comparisons
+    label_pad: dict[str, int] = {}
+    batch_keys: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+    def tokenize(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int,
+                 stride: int = 0, train: bool = True) -> Dataset:
+        """Turn raw rows into model inputs (lists of ids, no padding) plus what the loss needs."""
+        raise NotImplementedError
+
+    def make_head(self, hidden_size: int, dropout: float = 0.1) -> nn.Module:
+        """A fresh head for this task."""
+        raise NotImplementedError
+
+    def loss(self, logits: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss for a batch."""
+        raise NotImplementedError
+
+    def predict(self, logits: Any, batch: dict[str, torch.Tensor]) -> Any:
+        """Turn one batch's logits into what ``compute_metrics`` consumes (CPU objects)."""
+        raise NotImplementedError
+
+    def compute_metrics(self, predictions: list[Any], features: Dataset, raw: Dataset) -> dict[str, float]:
+        """Metrics over a whole evaluation split, from the gathered per-batch predictions."""
+        raise NotImplementedError
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:
+        """The dynamic-padding collator for this task."""
+        return PaddingCollator(tokenizer.pad_token_id or 0, dict(self.label_pad), self.batch_keys)
+
+    def build_model(self, backbone: nn.Module, dropout: float = 0.1) -> TaskModel:
+        """Attach a fresh head for this task to ``backbone``."""
+        hidden = backbone.config.hidden_size
+        return TaskModel(backbone, self.make_head(hidden, dropout), self.name)

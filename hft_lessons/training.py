@@ -1,0 +1,353 @@
+"""The course's one training loop, on Hugging Face Accelerate: CPU, one GPU, or many under `accelerate launch`."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
+from datasets import Dataset
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+from .runtime import seed_everything
+from .tasks.base import Task
+
+__all__ = ["TrainConfig", "TrainResult", "LengthGroupedBatchSampler", "train", "evaluate", "SCHEDULES"]
+
+SCHEDULES = ("linear", "cosine", "constant")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run."""
+
+    lr: float = 5e-5
+    head_lr: float | None = None  # learning rate of the task head; None = lr
+    epochs: int = 2
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    schedule: str = "linear"
+    grad_accum: int = 1
+    max_grad_norm: float | None = 1.0
+    group_by_length: bool = True
+    early_stopping_patience: int | None = None
+    checkpoint_every: int | None = None  # optimizer steps between checkpoints
+    output_dir: str | None = None
+    resume: bool = False
+    seed: int = 0
+    mixed_precision: str = "auto"
+    log_every: int = 20
+    progress: bool = True
+    stop_after_steps: int | None = None  # stop early (tests simulate an interrupted run with it)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"unknown mixed_precision {self.mixed_precision!r}; allowed: {', '.join(MIXED_PRECISION)}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if (self.checkpoint_every or self.resume) and not self.output_dir:
+            raise ValueError("checkpointing and --resume need an output_dir")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: final metrics, the history for plots, and its cost."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    train_examples_per_second: float = 0.0
+    peak_memory_mb: float = 0.0
+    steps: int = 0
+    stopped_early: bool = False
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Random batches of similar length: shuffle, sort within mega-batches, shuffle the batches.
+
+    Padding to the longest example in a batch then wastes little compute. The order depends only on
+    (seed, epoch), so a resumed run sees exactly the batches the uninterrupted one saw.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, group: bool = True,
+                 mega: int = 50) -> None:
+        self.lengths, self.batch_size, self.seed, self.group, self.mega = lengths, batch_size, seed, group, mega
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order ``__iter__`` yields."""
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        """All batches of the current epoch, in order."""
+        g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        if not self.group:
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        size = self.batch_size * self.mega
+        out: list[list[int]] = []
+        for start in range(0, len(order), size):
+            chunk = sorted(order[start : start + size], key=lambda i: -self.lengths[i])
+            out += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        perm = torch.randperm(len(out), generator=g).tolist()
+        return [out[i] for i in perm]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+def _mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_head = name.startswith("head.") or ".head." in name or name.startswith("heads.")
+        no_decay = p.ndim < 2 or "norm" in name.lower()
+        groups.setdefault((is_head, no_decay), []).append(p)
+    if not groups:
+        raise ValueError("the model has no trainable parameters")
+    return [
+        {"params": ps, "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr,
+         "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+        for (head, no_decay), ps in groups.items()
+    ]
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset, tokenizer,
+             batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, float]:
+    """Run ``model`` over an evaluation split in order and return the task's metrics."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    lengths = [len(x) for x in features["input_ids"]]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])  # sort by length: little padding
+    collate = task.collator(tokenizer)
+    preds: list[Any] = [None] * len(order)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = _move(collate([features[i] for i in idx]), device)
+        out = task.predict(model(**batch), batch)
+        for j, i in enumerate(idx):  # scatter per-example predictions back to dataset order
+            preds[i] = _row(out, j)
+    model.train(was_training)
+    return task.compute_metrics(preds, features, raw)
+
+
+def _row(out: Any, j: int) -> Any:
+    """Row ``j`` of a batch's predictions, kept as a one-row batch (tuples are sliced element-wise)."""
+    if isinstance(out, tuple):
+        return tuple(_row(o, j) for o in out)
+    return out[j : j + 1]
+
+
+class _Checkpointer:
+    """Atomic checkpoints: write to a temporary file, then rename over the old one."""
+
+    def __init__(self, directory: str | os.PathLike, rank: int) -> None:
+        self.dir, self.rank = Path(directory) / "checkpoint", rank
+
+    def exists(self) -> bool:
+        return (self.dir / "state.pt").exists()
+
+    def save(self, state: dict[str, Any], rng: dict[str, Any], is_main: bool) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if is_main:
+            _atomic_save(state, self.dir / "state.pt")
+        _atomic_save(rng, self.dir / f"rng_rank{self.rank}.pt")
+
+    def load(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        state = torch.load(self.dir / "state.pt", map_location="cpu", weights_only=False)
+        rng_file = self.dir / f"rng_rank{self.rank}.pt"
+        rng = torch.load(rng_file, map_location="cpu", weights_only=False) if rng_file.exists() else None
+        return state, rng
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
+          eval_raw: Dataset | None, tokenizer, config: TrainConfig | None = None) -> TrainResult:
+    """Train ``model`` on ``task``; evaluate after each epoch; return metrics, history and cost."""
+    cfg = config or TrainConfig()
+    seed_everything(cfg.seed)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=_mixed_precision(cfg.mixed_precision),
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        step_scheduler_with_optimizer=False,
+    )
+    lengths = [len(x) for x in train_features["input_ids"]]
+    sampler = LengthGroupedBatchSampler(lengths, cfg.batch_size, cfg.seed, cfg.group_by_length)
+    loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=task.collator(tokenizer))
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_ratio * total_steps)
+    if cfg.schedule == "linear":
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    elif cfg.schedule == "cosine":
+        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    unwrapped = accelerator.unwrap_model(model)
+
+    history: list[dict[str, float]] = []
+    step, start_epoch, skip_batches = 0, 0, 0
+    best, best_state, bad_epochs, elapsed, seen = -math.inf, None, 0, 0.0, 0
+    ckpt = _Checkpointer(cfg.output_dir, accelerator.process_index) if cfg.output_dir else None
+    if cfg.resume and ckpt is not None and ckpt.exists():
+        state, rng = ckpt.load()
+        unwrapped.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, start_epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
+        history, best, bad_epochs, elapsed, seen = (state["history"], state["best"], state["bad_epochs"],
+                                                    state["elapsed"], state["seen"])
+        best_state = state.get("best_state")
+        if rng is not None:
+            _set_rng_state(rng)
+        accelerator.print(f"[hft_lessons] resumed from step {step} (epoch {start_epoch + 1}, batch {skip_batches})")
+
+    stopped_early = interrupted = False
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        batches = accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
+        bar = tqdm(total=len(sampler), initial=skip_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not (cfg.progress and accelerator.is_local_main_process), leave=False,
+                   file=sys.stdout, mininterval=1.0)
+        running, running_n, batch_in_epoch = torch.zeros((), device=accelerator.device), 0, skip_batches
+        t0 = time.perf_counter()
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = task.loss(model(**batch), batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            batch_in_epoch += 1
+            seen += batch["input_ids"].shape[0] * accelerator.num_processes
+            running += loss.detach()
+            running_n += 1
+            bar.update(1)
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            if step % cfg.log_every == 0:
+                mean_loss = (running / running_n).item()
+                history.append({"step": step, "epoch": epoch + batch_in_epoch / len(sampler),
+                                "loss": mean_loss, "lr": scheduler.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                running, running_n = torch.zeros((), device=accelerator.device), 0
+            if ckpt is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                accelerator.wait_for_everyone()
+                ckpt.save({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                           "batch_in_epoch": batch_in_epoch, "history": history, "best": best,
+                           "bad_epochs": bad_epochs, "elapsed": elapsed + time.perf_counter() - t0,
+                           "seen": seen, "best_state": best_state, "config": asdict(cfg)},
+                          _rng_state(), accelerator.is_main_process)
+            if cfg.stop_after_steps is not None and step >= cfg.stop_after_steps:
+                interrupted = True
+                break
+        bar.close()
+        elapsed += time.perf_counter() - t0
+        skip_batches = 0
+        if interrupted:
+            break
+        if eval_features is not None:
+            metrics = evaluate(unwrapped, task, eval_features, eval_raw, tokenizer, cfg.eval_batch_size,
+                               accelerator.device)
+            history.append({"step": step, "epoch": epoch + 1, **{f"eval_{k}": v for k, v in metrics.items()}})
+            accelerator.print(f"[hft_lessons] epoch {epoch + 1}: " +
+                              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not k.endswith(("_PER", "_ORG", "_LOC", "_MISC"))))
+            score = metrics[task.metric]
+            if score > best:
+                best, bad_epochs = score, 0
+                if cfg.early_stopping_patience is not None:
+                    best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+            else:
+                bad_epochs += 1
+                if cfg.early_stopping_patience is not None and bad_epochs > cfg.early_stopping_patience:
+                    stopped_early = True
+                    break
+    if best_state is not None and not interrupted:
+        unwrapped.load_state_dict(best_state)
+    final: dict[str, float] = {}
+    if eval_features is not None and not interrupted:
+        evals = [h for h in history if any(k.startswith("eval_") for k in h)]
+        if best_state is not None:
+            evals = [max(evals, key=lambda h: h[f"eval_{task.metric}"])]
+        final = {k[5:]: v for k, v in evals[-1].items() if k.startswith("eval_")}
+    accelerator.wait_for_everyone()
+    return TrainResult(
+        metrics=final, history=history, train_seconds=elapsed,
+        train_examples_per_second=seen / elapsed if elapsed > 0 else 0.0,
+        peak_memory_mb=_peak_memory_mb(accelerator.device), steps=step, stopped_early=stopped_early,
+    )
