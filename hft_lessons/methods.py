@@ -1,0 +1,78 @@
+"""Fine-tuning methods by name: which parameters train, which delta modules attach, and their default recipes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from . import delta
+from .tasks.base import TaskModel
+
+__all__ = ["Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model"]
+
+ALL_LINEARS = ("query", "key", "value", "attention_output", "ffn_up", "ffn_down")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method's delta configs and default optimisation settings (tuned on SST-2 with MiniLM)."""
+
+    name: str
+    description: str
+    configs: Callable[[], list[delta.DeltaConfig]] = field(default=lambda: [])
+    lr: float = 1e-3
+    head_lr: float | None = None
+    train_backbone: bool = False  # full fine-tuning
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in [
+        Recipe("full", "every weight trains (the baseline)", lr=1e-4, head_lr=1e-3, train_backbone=True),
+        Recipe("head", "the backbone is frozen; only the task head trains", lr=2e-3),
+        Recipe("adapter", "Houlsby bottleneck adapters after attention and FFN in every layer",
+               lambda: [delta.AdapterConfig(variant="houlsby", reduction_factor=16)], lr=1e-3),
+        Recipe("lora", "LoRA r=8 on every linear projection",
+               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS)], lr=1e-3),
+        Recipe("bitfit", "only the backbone's biases train", lambda: [delta.BitFitConfig()], lr=2e-3),
+        Recipe("prefix", "20 trainable key/value prefixes per layer (reparameterised)",
+               lambda: [delta.PrefixConfig(num_virtual_tokens=20, prefix_projection=True)], lr=3e-3),
+        Recipe("ia3", "(IA)³ rescaling of keys, values and the FFN", lambda: [delta.IA3Config()], lr=5e-3),
+        Recipe("hybrid", "LoRA on attention + Houlsby adapters + BitFit",
+               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=("query", "value")),
+                        delta.AdapterConfig(variant="houlsby", reduction_factor=16),
+                        delta.BitFitConfig()], lr=1e-3),
+    ]
+}
+METHOD_NAMES = tuple(RECIPES)
+
+
+def get_recipe(method: str) -> Recipe:
+    """The recipe for ``method``; an unknown name raises one line listing the allowed ones."""
+    if method not in RECIPES:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHOD_NAMES)}")
+    return RECIPES[method]
+
+
+def prepare_model(model: TaskModel, method: str) -> TaskModel:
+    """Set up ``model`` (backbone + head) for ``method``: freeze, attach delta modules, keep the head trainable."""
+    recipe = get_recipe(method)
+    if recipe.train_backbone:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    configs = recipe.configs()
+    if configs:
+        delta.apply(model, configs)
+    else:
+        _freeze(model.backbone)
+        for p in model.head.parameters():
+            p.requires_grad_(True)
+    return model
+
+
+def _freeze(module: nn.Module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)
