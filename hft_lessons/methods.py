@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
@@ -25,6 +25,8 @@ class Recipe:
     lr: float = 1e-3
     head_lr: float | None = None
     train_backbone: bool = False  # full fine-tuning
+    epochs: int | None = None  # None = the profile's epochs for the task
+    warmup_ratio: float = 0.06
 
 
 RECIPES: dict[str, Recipe] = {
@@ -49,16 +51,22 @@ RECIPES: dict[str, Recipe] = {
 METHOD_NAMES = tuple(RECIPES)
 
 
-def get_recipe(method: str) -> Recipe:
-    """The recipe for ``method``; an unknown name raises one line listing the allowed ones."""
+# Per-task changes to a recipe (learning rates and epochs differ between tasks), by task then method.
+TASK_OVERRIDES: dict[str, dict[str, dict]] = {"sst2": {}, "conll2003": {}, "squad": {}}
+
+
+def get_recipe(method: str, task: str = "sst2") -> Recipe:
+    """The recipe for ``method`` on ``task``; an unknown name raises one line listing the allowed ones."""
     if method not in RECIPES:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHOD_NAMES)}")
-    return RECIPES[method]
+    if task not in TASK_OVERRIDES:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_OVERRIDES)}")
+    return replace(RECIPES[method], **TASK_OVERRIDES[task].get(method, {}))
 
 
-def prepare_model(model: TaskModel, method: str) -> TaskModel:
+def prepare_model(model: TaskModel, method: str, task: str = "sst2") -> TaskModel:
     """Set up ``model`` (backbone + head) for ``method``: freeze, attach delta modules, keep the head trainable."""
-    recipe = get_recipe(method)
+    recipe = get_recipe(method, task)
     if recipe.train_backbone:
         for p in model.parameters():
             p.requires_grad_(True)
