@@ -8,9 +8,11 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 
 from . import delta
+from .profiles import TaskSettings
 from .tasks.base import TaskModel
+from .training import TrainConfig
 
-__all__ = ["Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model"]
+__all__ = ["Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model", "train_config"]
 
 ALL_LINEARS = ("query", "key", "value", "attention_output", "ffn_up", "ffn_down")
 
@@ -84,3 +86,11 @@ def prepare_model(model: TaskModel, method: str, task: str = "sst2") -> TaskMode
 def _freeze(module: nn.Module) -> None:
     for p in module.parameters():
         p.requires_grad_(False)
+
+
+def train_config(method: str, settings: TaskSettings, **overrides: object) -> TrainConfig:
+    """A TrainConfig with ``method``'s learning rates and the profile's epochs and batch size; ``overrides`` win."""
+    recipe = get_recipe(method)
+    options: dict[str, object] = {"lr": recipe.lr, "head_lr": recipe.head_lr, "epochs": settings.epochs,
+                                  "batch_size": settings.batch_size, **overrides}
+    return TrainConfig(**options)  # type: ignore[arg-type]
