@@ -241,7 +241,10 @@ def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: 
     )
     lengths = [len(x) for x in train_features["input_ids"]]
     sampler = LengthGroupedBatchSampler(lengths, cfg.batch_size, cfg.seed, cfg.group_by_length)
-    loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=task.collator(tokenizer))
+    # The loader gets its own generator: creating an iterator then never draws from the global RNG, which
+    # dropout uses, so a resumed run replays exactly the random numbers of the uninterrupted one.
+    loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=task.collator(tokenizer),
+                        generator=torch.Generator().manual_seed(cfg.seed))
     optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs

@@ -1,0 +1,103 @@
+"""The training loop: learning happens, schedules, length grouping, checkpoints and exact resume."""
+
+import math
+
+import pytest
+import torch
+
+from hft_lessons.backbone import load_backbone
+from hft_lessons.data import load_samples
+from hft_lessons.methods import prepare_model
+from hft_lessons.tasks import get_task
+from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def sst2():
+    task = get_task("sst2")
+    tok, _ = load_backbone("tiny-random-bert", verbose=False)
+    ds = load_samples("sst2")
+    train_f = task.tokenize(ds["train"].select(range(96)), tok, 64)
+    eval_raw = ds["validation"]
+    return task, tok, train_f, task.tokenize(eval_raw, tok, 64, train=False), eval_raw
+
+
+def _model(task, method="lora"):
+    _, bb = load_backbone("tiny-random-bert", verbose=False)
+    torch.manual_seed(0)
+    return prepare_model(task.build_model(bb), method)
+
+
+def test_training_lowers_the_loss(sst2):
+    task, tok, train_f, eval_f, eval_raw = sst2
+    model = _model(task, "full")
+    result = train(model, task, train_f, eval_f, eval_raw, tok,
+                   TrainConfig(lr=1e-3, epochs=4, batch_size=16, log_every=1, progress=False))
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
+    assert result.steps == 4 * math.ceil(96 / 16)
+    assert result.train_examples_per_second > 0 and result.peak_memory_mb > 0
+    assert [h["epoch"] for h in result.history if "eval_accuracy" in h] == [1, 2, 3, 4]
+
+
+def test_length_grouped_batches_cover_every_example_once_and_repeat():
+    lengths = [int(x) for x in torch.randint(3, 60, (203,))]
+    sampler = LengthGroupedBatchSampler(lengths, 16, seed=3)
+    batches = sampler.batches()
+    assert sorted(i for b in batches for i in b) == list(range(203))
+    assert len(batches) == len(sampler) == 13
+    assert batches == LengthGroupedBatchSampler(lengths, 16, seed=3).batches()
+    sampler.set_epoch(1)
+    assert sampler.batches() != batches
+    # grouping cuts padding: the padded token count is well below random batching's
+    padded = lambda bs: sum(len(b) * max(lengths[i] for i in b) for b in bs)  # noqa: E731
+    random_batches = LengthGroupedBatchSampler(lengths, 16, seed=3, group=False).batches()
+    assert padded(batches) < 0.8 * padded(random_batches)
+
+
+def test_gradient_accumulation_and_cosine_schedule_run(sst2):
+    task, tok, train_f, eval_f, eval_raw = sst2
+    result = train(_model(task), task, train_f, None, None, tok,
+                   TrainConfig(lr=1e-3, epochs=1, batch_size=8, grad_accum=3, schedule="cosine",
+                               log_every=1, progress=False))
+    assert result.steps == math.ceil(12 / 3)
+    assert result.metrics == {}
+
+
+def test_resume_gives_the_uninterrupted_metrics(sst2, tmp_path):
+    task, tok, train_f, eval_f, eval_raw = sst2
+    cfg = dict(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=2)
+    full = train(_model(task), task, train_f, eval_f, eval_raw, tok, TrainConfig(output_dir=str(tmp_path / "a"), **cfg))
+    stopped = train(_model(task), task, train_f, eval_f, eval_raw, tok,
+                    TrainConfig(output_dir=str(tmp_path / "b"), stop_after_steps=8, **cfg))
+    assert stopped.steps == 8 and stopped.metrics == {}
+    assert not list((tmp_path / "b" / "checkpoint").glob("*.tmp*")), "no temporary files left behind"
+    resumed = train(_model(task), task, train_f, eval_f, eval_raw, tok,
+                    TrainConfig(output_dir=str(tmp_path / "b"), resume=True, **cfg))
+    assert resumed.steps == full.steps
+    assert resumed.metrics == full.metrics
+    loss = lambda r: [h["loss"] for h in r.history if "loss" in h]  # noqa: E731
+    assert loss(resumed) == pytest.approx(loss(full), abs=1e-6)
+
+
+def test_early_stopping_keeps_the_best_epoch(sst2):
+    task, tok, train_f, eval_f, eval_raw = sst2
+    result = train(_model(task), task, train_f, eval_f, eval_raw, tok,
+                   TrainConfig(lr=1e-2, epochs=6, batch_size=32, early_stopping_patience=0, progress=False))
+    evals = [h["eval_accuracy"] for h in result.history if "eval_accuracy" in h]
+    assert result.metrics["accuracy"] == max(evals)
+    if result.stopped_early:
+        assert len(evals) < 6
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(schedule="step"), "unknown schedule 'step'; allowed: linear, cosine, constant"),
+    (dict(epochs=0), "epochs must be >= 1"),
+    (dict(lr=0), "lr must be > 0"),
+    (dict(resume=True), "need an output_dir"),
+    (dict(mixed_precision="fp8"), "allowed: auto, no, fp16, bf16"),
+])
+def test_bad_config_is_one_clear_line(bad, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        TrainConfig(**bad)
