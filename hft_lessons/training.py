@@ -239,8 +239,7 @@ def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: 
         dataloader_config=DataLoaderConfiguration(split_batches=True),
         step_scheduler_with_optimizer=False,
     )
-    lengths = [len(x) for x in train_features["input_ids"]]
-    sampler = LengthGroupedBatchSampler(lengths, cfg.batch_size, cfg.seed, cfg.group_by_length)
+    sampler = task.batch_sampler(train_features, cfg.batch_size, cfg.seed, cfg.group_by_length)
     # The loader gets its own generator: creating an iterator then never draws from the global RNG, which
     # dropout uses, so a resumed run replays exactly the random numbers of the uninterrupted one.
     loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=task.collator(tokenizer),
@@ -325,8 +324,8 @@ def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: 
         if interrupted:
             break
         if eval_features is not None:
-            metrics = evaluate(unwrapped, task, eval_features, eval_raw, tokenizer, cfg.eval_batch_size,
-                               accelerator.device)
+            metrics = task.evaluate(unwrapped, eval_features, eval_raw, tokenizer, cfg.eval_batch_size,
+                                    accelerator.device)
             history.append({"step": step, "epoch": epoch + 1, **{f"eval_{k}": v for k, v in metrics.items()}})
             accelerator.print(f"[hft_lessons] epoch {epoch + 1}: " +
                               ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not k.endswith(("_PER", "_ORG", "_LOC", "_MISC"))))

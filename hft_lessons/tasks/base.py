@@ -91,6 +91,20 @@ class Task:
         """The dynamic-padding collator for this task."""
         return PaddingCollator(tokenizer.pad_token_id or 0, dict(self.label_pad), self.batch_keys)
 
+    def batch_sampler(self, features: Dataset, batch_size: int, seed: int, group_by_length: bool = True):
+        """The training batch sampler: random batches of similar length (multi-task training overrides it)."""
+        from ..training import LengthGroupedBatchSampler
+
+        lengths = [len(x) for x in features["input_ids"]]
+        return LengthGroupedBatchSampler(lengths, batch_size, seed, group_by_length)
+
+    def evaluate(self, model: nn.Module, features: Dataset, raw: Dataset, tokenizer: PreTrainedTokenizerBase,
+                 batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, float]:
+        """Metrics of ``model`` on an evaluation split (multi-task training overrides it)."""
+        from ..training import evaluate
+
+        return evaluate(model, self, features, raw, tokenizer, batch_size, device)
+
     def build_model(self, backbone: nn.Module, dropout: float = 0.1) -> TaskModel:
         """Attach a fresh head for this task to ``backbone``."""
         hidden = backbone.config.hidden_size
