@@ -151,10 +151,15 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
         "train_examples_per_second": round(result.train_examples_per_second, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
     }
-    if output is not None:
+    if output is not None and _is_main_process():
         _save_weights(model, output / "model")
         _write_json_atomic(output / "metrics.json", metrics)
     return metrics
+
+
+def _is_main_process() -> bool:
+    """True unless this is a secondary process under `accelerate launch` / torchrun."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _save_weights(model, folder: Path) -> None:
@@ -186,5 +191,6 @@ def main(argv: list[str] | None = None) -> int:
             metrics = run_multitask(args)
     except ValueError as err:  # a bad task/method/config/file: one line, no traceback
         _fail(str(err))
-    print(json.dumps(metrics))
+    if _is_main_process():
+        print(json.dumps(metrics))
     return 0

@@ -1,7 +1,9 @@
-"""Write _toc.yml from the course outline, listing only the chapters that exist."""
+"""Write _toc.yml from the course outline, and the README's chapter table, listing only chapters that exist."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,37 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+COLAB = "https://colab.research.google.com/github/hft-course/hybrid-finetuning-from-scratch/blob/main/notebooks"
+BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def notebook_title(path: Path) -> str:
+    """The first markdown heading of a notebook."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    first = "".join(cells[0]["source"]).splitlines()[0]
+    return first.lstrip("# ").strip()
+
+
+def readme_table() -> str:
+    """The README's chapter table: every notebook with its title and an Open-in-Colab badge."""
+    rows = ["| # | chapter | open |", "|---|---|---|"]
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        number = int(nb.name.split("_")[0])
+        rows.append(f"| {number} | [{notebook_title(nb)}](notebooks/{nb.name}) | "
+                    f"[![Open In Colab]({BADGE})]({COLAB}/{nb.name}) |")
+    return "\n".join(rows)
+
+
+def update_readme() -> None:
+    """Replace the table between the README's chapter markers."""
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    new = re.sub(r"(<!-- chapters:start -->\n).*?(\n<!-- chapters:end -->)",
+                 lambda m: m.group(1) + readme_table() + m.group(2), text, flags=re.S)
+    readme.write_text(new, encoding="utf-8")
+
+
 if __name__ == "__main__":
     (ROOT / "_toc.yml").write_text(render())
+    update_readme()
     print((ROOT / "_toc.yml").read_text())
