@@ -48,6 +48,8 @@ RECIPES: dict[str, Recipe] = {
                lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=("query", "value")),
                         delta.AdapterConfig(variant="houlsby", reduction_factor=16),
                         delta.BitFitConfig()], lr=1e-3),
+        Recipe("unipelt", "UniPELT: gated LoRA on query/value, a gated adapter after the FFN, gated prefixes",
+               lambda: [delta.UniPELTConfig(r=8, alpha=16, num_virtual_tokens=10)], lr=1e-3),
     ]
 }
 METHOD_NAMES = tuple(RECIPES)

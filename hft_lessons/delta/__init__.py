@@ -1,4 +1,4 @@
-"""Delta tuning, written once for every BERT-family encoder: LoRA, adapters, BitFit, prefix tuning, (IA)³.
+"""Delta tuning, written once for every BERT-family encoder: LoRA, adapters, BitFit, prefix tuning, (IA)³, UniPELT.
 
 ``delta.apply(model, config)`` attaches a method (or a list of different ones) to a ``transformers.BertModel``,
 an ``hft_lessons.transformer.BertEncoder``, or a task model with ``.backbone`` and ``.head``; only the delta
@@ -20,6 +20,14 @@ from .core import (
     trainable_percent,
     unmerge,
 )
+from .gated import (
+    GatedAdapterLinear,
+    GatedLoraLinear,
+    PrefixGate,
+    UniPELTConfig,
+    gate_values,
+    plot_gates,
+)
 from .ia3 import IA3Config, IA3Linear
 from .lora import LoraConfig, LoraLinear
 from .prefix import LayerPrefix, PrefixConfig, PrefixEncoder
@@ -31,6 +39,12 @@ __all__ = [
     "BitFitConfig",
     "PrefixConfig",
     "IA3Config",
+    "UniPELTConfig",
+    "gate_values",
+    "plot_gates",
+    "GatedLoraLinear",
+    "GatedAdapterLinear",
+    "PrefixGate",
     "DeltaConfig",
     "METHODS",
     "make_config",
