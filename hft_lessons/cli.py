@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser", "run_finetune"]
+__all__ = ["main", "build_parser", "run_finetune", "load_raw", "make_output_dir", "make_train_config",
+           "cost_metrics", "finish_run"]
 
 TASKS = ("sst2", "conll2003", "squad")
 EVAL_SPLITS = ("validation", "test")
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     mt = sub.add_parser("multitask", help="train several tasks jointly on one shared backbone")
     mt.add_argument("--tasks", required=True, help=f"comma-separated subset of: {', '.join(TASKS)}")
     mt.add_argument("--sampling", default="temperature", choices=("proportional", "temperature", "round_robin"))
+    mt.add_argument("--temperature", type=_positive_float, default=2.0, help="T of --sampling temperature")
     _add_common(mt, METHOD_NAMES)
     return parser
 
@@ -105,55 +107,89 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
-    """Fine-tune one task as the command line describes and return the metrics object."""
-    from . import delta
-    from .backbone import load_backbone
+def load_raw(args: argparse.Namespace, name: str, settings: Any) -> tuple[Any, Any]:
+    """One task's raw ``(train, eval)`` subsets as the options and profile settings say (bad split: one line)."""
     from .data import load_task, subset
-    from .methods import get_recipe, prepare_model
-    from .profiles import get_profile
-    from .runtime import setup
-    from .tasks import get_task
-    from .training import TrainConfig, train
 
-    env = setup(seed=args.seed, profile=args.profile)
-    settings = env.profile.task(args.task)
-    ds = load_task(args.task, data_dir=args.data_dir)
+    ds = load_task(name, data_dir=args.data_dir)
     if args.eval_split not in ds:
-        _fail(f"--eval-split {args.eval_split!r} is not in the {args.task} data; available: {', '.join(ds)}")
-    task = get_task(args.task)
-    tokenizer, backbone = load_backbone(args.model or settings.backbone)
-    max_length = args.max_length or settings.max_length
+        _fail(f"--eval-split {args.eval_split!r} is not in the {name} data; available: {', '.join(ds)}")
     train_raw = subset(ds["train"], args.max_train or settings.max_train, args.seed)
     eval_raw = subset(ds[args.eval_split], args.max_eval or settings.max_eval, args.seed)
-    train_features = task.tokenize(train_raw, tokenizer, max_length, settings.stride, train=True)
-    eval_features = task.tokenize(eval_raw, tokenizer, max_length, settings.stride, train=False)
-    recipe = get_recipe(args.method, args.task)
-    model = prepare_model(task.build_model(backbone), args.method, args.task).to(env.device)
+    return train_raw, eval_raw
+
+
+def make_output_dir(args: argparse.Namespace) -> Path | None:
+    """Create ``--output-dir`` (once everything was validated) and return it, or None."""
     output = Path(args.output_dir) if args.output_dir else None
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(
+    return output
+
+
+def make_train_config(args: argparse.Namespace, recipe: Any, epochs: int, batch_size: int,
+                      output: Path | None) -> Any:
+    """The TrainConfig: command-line options first, then the method's recipe, then the profile's sizes."""
+    from .training import TrainConfig
+
+    return TrainConfig(
         lr=args.lr or recipe.lr, head_lr=recipe.head_lr if args.lr is None else None,
-        epochs=args.epochs or recipe.epochs or settings.epochs, batch_size=args.batch_size or settings.batch_size,
+        epochs=args.epochs or recipe.epochs or epochs, batch_size=args.batch_size or batch_size,
         seed=args.seed, output_dir=str(output) if output else None, checkpoint_every=args.checkpoint_every,
         resume=args.resume, progress=not args.no_progress, warmup_ratio=recipe.warmup_ratio,
     )
-    result = train(model, task, train_features, eval_features, eval_raw, tokenizer, config)
+
+
+def cost_metrics(model: Any, result: Any) -> dict[str, Any]:
+    """Parameter counts and the run's cost (time, throughput, peak memory) for the metrics object."""
+    from . import delta
+
     trainable, total = delta.count_parameters(model)
-    metrics: dict[str, Any] = {
-        **{k: round(v, 6) for k, v in result.metrics.items()},
-        "task": args.task, "method": args.method, "profile": get_profile(args.profile).name,
-        "train_examples": len(train_raw), "eval_examples": len(eval_raw), "eval_split": args.eval_split,
-        "epochs": config.epochs, "lr": config.lr, "seed": args.seed,
+    return {
         "trainable_params": trainable, "total_params": total,
         "train_seconds": round(result.train_seconds, 2),
         "train_examples_per_second": round(result.train_examples_per_second, 2),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
     }
+
+
+def finish_run(model: Any, output: Path | None, metrics: dict[str, Any]) -> None:
+    """On the main process, save the trained weights and metrics.json to ``output`` (if any)."""
     if output is not None and _is_main_process():
         _save_weights(model, output / "model")
         _write_json_atomic(output / "metrics.json", metrics)
+
+
+def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune one task as the command line describes and return the metrics object."""
+    from .backbone import load_backbone
+    from .methods import get_recipe, prepare_model
+    from .profiles import get_profile
+    from .runtime import setup
+    from .tasks import get_task
+    from .training import train
+
+    env = setup(seed=args.seed, profile=args.profile)
+    settings = env.profile.task(args.task)
+    train_raw, eval_raw = load_raw(args, args.task, settings)
+    task = get_task(args.task)
+    tokenizer, backbone = load_backbone(args.model or settings.backbone)
+    max_length = args.max_length or settings.max_length
+    train_features = task.tokenize(train_raw, tokenizer, max_length, settings.stride, train=True)
+    eval_features = task.tokenize(eval_raw, tokenizer, max_length, settings.stride, train=False)
+    recipe = get_recipe(args.method, args.task)
+    model = prepare_model(task.build_model(backbone), args.method, args.task).to(env.device)
+    output = make_output_dir(args)
+    config = make_train_config(args, recipe, settings.epochs, settings.batch_size, output)
+    result = train(model, task, train_features, eval_features, eval_raw, tokenizer, config)
+    metrics: dict[str, Any] = {
+        **{k: round(v, 6) for k, v in result.metrics.items()},
+        "task": args.task, "method": args.method, "profile": get_profile(args.profile).name,
+        "train_examples": len(train_raw), "eval_examples": len(eval_raw), "eval_split": args.eval_split,
+        "epochs": config.epochs, "lr": config.lr, "seed": args.seed,
+        **cost_metrics(model, result),
+    }
+    finish_run(model, output, metrics)
     return metrics
 
 
