@@ -1,0 +1,121 @@
+"""The course trainer vs Hugging Face `Trainer`: same model, data, batch size and method, side by side.
+
+    HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/trainer_speed.py [--max-train 4000 --epochs 2]
+
+For each method (full fine-tuning and LoRA) it trains the packaged all-MiniLM-L6-v2 with a classification
+head on SST-2 three ways: the course trainer (`hft_lessons.training.train`), `Trainer` with its default random
+sampler, and `Trainer` with `train_sampling_strategy="group_by_length"` (its fastest setting). It prints
+examples per second, peak memory and validation accuracy for each, and the ratios against `Trainer`.
+Peak memory on CPU is the process's peak resident set, so runs are made in separate processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+RUNNERS = ("course", "hf_default", "hf_grouped")
+
+
+def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]:
+    """Train once in this process and return its numbers."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from hft_lessons.backbone import load_backbone
+    from hft_lessons.data import load_task, subset
+    from hft_lessons.methods import get_recipe, prepare_model
+    from hft_lessons.runtime import seed_everything
+    from hft_lessons.tasks import get_task
+    from hft_lessons.training import TrainConfig, _peak_memory_mb, evaluate, train
+
+    seed_everything(0)
+    task = get_task("sst2")
+    ds = load_task("sst2", verbose=False)
+    tokenizer, backbone = load_backbone(args.model, verbose=False)
+    train_raw, eval_raw = subset(ds["train"], args.max_train, 0), ds["validation"]
+    train_f = task.tokenize(train_raw, tokenizer, args.max_length)
+    eval_f = task.tokenize(eval_raw, tokenizer, args.max_length, train=False)
+    model = prepare_model(task.build_model(backbone), method)
+    recipe = get_recipe(method)
+    if runner == "course":
+        result = train(model, task, train_f, eval_f, eval_raw, tokenizer,
+                       TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, epochs=args.epochs,
+                                   batch_size=args.batch_size, progress=False))
+        return {"examples_per_second": result.train_examples_per_second,
+                "peak_memory_mb": result.peak_memory_mb, "accuracy": result.metrics["accuracy"]}
+
+    class WithLoss(torch.nn.Module):
+        """The same task model, returning the loss the way `Trainer` expects."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+            logits = self.inner(input_ids, attention_mask, token_type_ids)
+            return {"loss": task.loss(logits, {"labels": labels}), "logits": logits}
+
+    targs = TrainingArguments(
+        output_dir=os.path.join(args.tmp, f"{runner}-{method}"), per_device_train_batch_size=args.batch_size,
+        num_train_epochs=args.epochs, learning_rate=recipe.lr, weight_decay=0.01,
+        warmup_steps=int(0.06 * args.epochs * -(-len(train_f) // args.batch_size)),
+        train_sampling_strategy="group_by_length" if runner == "hf_grouped" else "random",
+        save_strategy="no", eval_strategy="no", report_to=[], logging_steps=50, seed=0,
+        disable_tqdm=True, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=WithLoss(model), args=targs, train_dataset=train_f,
+                      data_collator=task.collator(tokenizer))
+    start = time.perf_counter()
+    out = trainer.train()
+    seconds = time.perf_counter() - start
+    metrics = evaluate(model, task, eval_f, eval_raw, tokenizer)
+    return {"examples_per_second": len(train_f) * args.epochs / seconds,
+            "trainer_reported_samples_per_second": out.metrics.get("train_samples_per_second", 0.0),
+            "peak_memory_mb": _peak_memory_mb(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
+            "accuracy": metrics["accuracy"]}
+
+
+def main() -> None:
+    """Run every (method, runner) pair in its own process and print the comparison."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
+    p.add_argument("--max-train", type=int, default=4000)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--methods", default="full,lora")
+    p.add_argument("--tmp", default="/tmp/hft_trainer_speed")
+    p.add_argument("--one", nargs=2, metavar=("RUNNER", "METHOD"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(_one(args.one[0], args.one[1], args)))
+        return
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for method in args.methods.split(","):
+        for runner in RUNNERS:
+            cmd = [sys.executable, __file__, "--one", runner, method, "--model", args.model,
+                   "--max-train", str(args.max_train), "--epochs", str(args.epochs),
+                   "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--tmp", args.tmp]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows[(method, runner)] = json.loads(proc.stdout.strip().splitlines()[-1])
+            r = rows[(method, runner)]
+            print(f"{method:5s} {runner:11s} {r['examples_per_second']:8.1f} ex/s  "
+                  f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
+    print()
+    for method in args.methods.split(","):
+        course, default, grouped = (rows[(method, r)] for r in RUNNERS)
+        fastest = max(default["examples_per_second"], grouped["examples_per_second"])
+        print(f"{method}: course / Trainer default = {course['examples_per_second'] / default['examples_per_second']:.2f}x, "
+              f"course / Trainer fastest = {course['examples_per_second'] / fastest:.2f}x; "
+              f"accuracy course {course['accuracy']:.4f} vs Trainer default {default['accuracy']:.4f} "
+              f"(grouped {grouped['accuracy']:.4f}); peak memory course/default "
+              f"{course['peak_memory_mb'] / default['peak_memory_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
