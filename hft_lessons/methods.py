@@ -38,6 +38,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("head", "the backbone is frozen; only the task head trains", lr=2e-3),
         Recipe("adapter", "Houlsby bottleneck adapters after attention and FFN in every layer",
                lambda: [delta.AdapterConfig(variant="houlsby", reduction_factor=16)], lr=1e-3),
+        Recipe("pfeiffer", "Pfeiffer bottleneck adapters after the FFN only in every layer",
+               lambda: [delta.AdapterConfig(variant="pfeiffer", reduction_factor=16)], lr=1e-3),
         Recipe("lora", "LoRA r=8 on every linear projection",
                lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS)], lr=1e-3),
         Recipe("bitfit", "only the backbone's biases train", lambda: [delta.BitFitConfig()], lr=2e-3),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 __all__ = ["plot_history", "plot_histories", "plot_comparison", "format_table"]
@@ -22,8 +23,8 @@ def plot_history(history: Sequence[Mapping[str, float]], metric: str = "accuracy
 
 def plot_histories(histories: Mapping[str, Sequence[Mapping[str, float]]], metric: str = "accuracy") -> Figure:
     """Loss and evaluation curves of several runs, one line per run, against epochs."""
-    fig = Figure(figsize=(10, 3.5))
-    loss_ax, metric_ax = fig.subplots(1, 2)
+    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
+    plt.close(fig)  # returned, not auto-shown: a notebook displays it once, as the cell's value
     for label, history in histories.items():
         x, y = _series(history, "loss")
         loss_ax.plot(x, y, label=label)
@@ -41,8 +42,8 @@ def plot_histories(histories: Mapping[str, Sequence[Mapping[str, float]]], metri
 def plot_comparison(rows: Sequence[Mapping[str, Any]], x: str = "trainable_pct", y: str = "accuracy",
                     label: str = "method", logx: bool = True) -> Figure:
     """A labelled scatter of ``y`` against ``x`` (default: accuracy vs % trainable), one point per row."""
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plt.close(fig)  # returned, not auto-shown
     for row in rows:
         ax.scatter(row[x], row[y])
         ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)

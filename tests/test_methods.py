@@ -78,7 +78,7 @@ def test_trainable_counts_match_the_formula(method: str, tiny) -> None:
 
 
 @pytest.mark.skipif(packaged_minilm_path() is None, reason="the packaged all-MiniLM-L6-v2 is not installed")
-@pytest.mark.parametrize("method", ["lora", "adapter", "hybrid"])
+@pytest.mark.parametrize("method", ["lora", "adapter", "pfeiffer", "hybrid"])
 def test_small_share_trainable_on_minilm(method: str) -> None:
     _, bb = load_backbone(str(packaged_minilm_path()), verbose=False)
     model = _model(bb, method)
