@@ -10,11 +10,12 @@ import re
 
 import pytest
 import torch
+from delta_helpers import TaskModel
 from torch import nn
 from transformers import BertConfig, BertModel
 
 from hft_lessons import delta
-from hft_lessons.backbone import packaged_minilm_path, tiny_bert_config
+from hft_lessons.backbone import packaged_minilm_path
 
 try:
     import peft
@@ -27,24 +28,6 @@ needs_peft = pytest.mark.skipif(peft is None, reason="peft is not installed")
 ARCHS = ("hf", "hft")
 
 
-class TaskModel(nn.Module):
-    """A minimal task model: a backbone and a linear head on the first token."""
-
-    def __init__(self, backbone: nn.Module, hidden: int, labels: int = 3):
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(hidden, labels)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        hidden = out if isinstance(out, torch.Tensor) else out.last_hidden_state
-        return self.head(hidden[:, 0])
-
-
-@pytest.fixture(scope="module")
-def hf_base() -> BertModel:
-    torch.manual_seed(0)
-    return BertModel(tiny_bert_config(1000)).eval()
 
 
 @pytest.fixture(scope="module")

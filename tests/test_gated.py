@@ -7,11 +7,11 @@ import os
 
 import pytest
 import torch
+from delta_helpers import TaskModel
 from torch import nn
 from transformers import BertModel
 
 from hft_lessons import delta
-from hft_lessons.backbone import tiny_bert_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -19,24 +19,6 @@ ARCHS = ("hf", "hft")
 SMALL = dict(r=4, alpha=8, num_virtual_tokens=3, bottleneck_size=8)
 
 
-class TaskModel(nn.Module):
-    """A backbone and a linear head on the first token."""
-
-    def __init__(self, backbone: nn.Module, hidden: int, labels: int = 3):
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(hidden, labels)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        hidden = out if isinstance(out, torch.Tensor) else out.last_hidden_state
-        return self.head(hidden[:, 0])
-
-
-@pytest.fixture(scope="module")
-def hf_base() -> BertModel:
-    torch.manual_seed(0)
-    return BertModel(tiny_bert_config(1000)).eval()
 
 
 @pytest.fixture(scope="module")
