@@ -56,6 +56,16 @@ def _expected_delta(cfg: delta.DeltaConfig, bb: nn.Module) -> int:
     if isinstance(cfg, delta.IA3Config):
         return layers * sum(sizes[t][0] if t in cfg.feedforward_modules else sizes[t][1]
                             for t in cfg.target_modules)
+    if isinstance(cfg, delta.UniPELTConfig):  # each gate is Linear(d -> 1): d + 1 parameters
+        d, per_layer = c.hidden_size, 0
+        if "lora" in cfg.components:
+            per_layer += sum(cfg.r * (sizes[t][0] + sizes[t][1]) + sizes[t][0] + 1 for t in cfg.lora_modules)
+        if "adapter" in cfg.components:
+            per_layer += sum(2 * sizes[t][1] * cfg.bottleneck_for(sizes[t][1]) + sizes[t][1]
+                             + cfg.bottleneck_for(sizes[t][1]) + sizes[t][1] + 1 for t in cfg.adapter_modules)
+        if "prefix" in cfg.components:
+            per_layer += d + 1
+        return layers * per_layer + (cfg.num_virtual_tokens * layers * 2 * d if "prefix" in cfg.components else 0)
     raise AssertionError(f"no formula for {cfg!r}")
 
 
