@@ -6,7 +6,7 @@ For each method (full fine-tuning and LoRA) it trains the packaged all-MiniLM-L6
 head on SST-2 three ways: the course trainer (`hft_lessons.training.train`), `Trainer` with its default random
 sampler, and `Trainer` with `train_sampling_strategy="group_by_length"` (its fastest setting). It prints
 examples per second, peak memory and validation accuracy for each, and the ratios against `Trainer`.
-Peak memory on CPU is the process's peak resident set, so runs are made in separate processes.
+Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     from hft_lessons.methods import get_recipe, prepare_model
     from hft_lessons.runtime import seed_everything
     from hft_lessons.tasks import get_task
-    from hft_lessons.training import TrainConfig, _peak_memory_mb, evaluate, train
+    from hft_lessons.training import PeakMemory, TrainConfig, evaluate, train
 
     seed_everything(0)
     task = get_task("sst2")
@@ -71,12 +71,13 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     trainer = Trainer(model=WithLoss(model), args=targs, train_dataset=train_f,
                       data_collator=task.collator(tokenizer))
     start = time.perf_counter()
-    out = trainer.train()
+    with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
+        out = trainer.train()
     seconds = time.perf_counter() - start
     metrics = evaluate(model, task, eval_f, eval_raw, tokenizer)
     return {"examples_per_second": len(train_f) * args.epochs / seconds,
             "trainer_reported_samples_per_second": out.metrics.get("train_samples_per_second", 0.0),
-            "peak_memory_mb": _peak_memory_mb(torch.device("cuda" if torch.cuda.is_available() else "cpu")),
+            "peak_memory_mb": peak.mb,
             "accuracy": metrics["accuracy"]}
 
 

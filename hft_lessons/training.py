@@ -7,6 +7,7 @@ import os
 import random
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_wi
 from .runtime import seed_everything
 from .tasks.base import Task
 
-__all__ = ["TrainConfig", "TrainResult", "LengthGroupedBatchSampler", "train", "evaluate", "SCHEDULES"]
+__all__ = ["TrainConfig", "TrainResult", "LengthGroupedBatchSampler", "PeakMemory", "train", "evaluate", "SCHEDULES"]
 
 SCHEDULES = ("linear", "cosine", "constant")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -146,11 +147,53 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+class PeakMemory:
+    """Peak memory of one run: CUDA's allocator peak, or on CPU the resident set sampled in a thread.
+
+    The process-wide ``ru_maxrss`` never goes down, so it cannot tell two runs in one notebook apart;
+    sampling the resident set while the run lasts can.
+    """
+
+    def __init__(self, device: torch.device, interval: float = 0.05) -> None:
+        self.device, self.interval, self.peak = device, interval, 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.peak = _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def mb(self) -> float:
+        """The peak in MiB."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return self.peak / 2**20
+
+
+def _rss_bytes() -> int:
+    """The process's resident set size now (Linux /proc; elsewhere the lifetime peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return rss if sys.platform == "darwin" else rss * 1024
 
 
 def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -231,7 +274,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
           eval_raw: Dataset | None, tokenizer, config: TrainConfig | None = None) -> TrainResult:
     """Train ``model`` on ``task``; evaluate after each epoch; return metrics, history and cost."""
-    cfg = config or TrainConfig()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with PeakMemory(device) as peak:
+        result = _train(model, task, train_features, eval_features, eval_raw, tokenizer, config or TrainConfig())
+    result.peak_memory_mb = peak.mb
+    return result
+
+
+def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
+           eval_raw: Dataset | None, tokenizer, cfg: TrainConfig) -> TrainResult:
     seed_everything(cfg.seed)
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum,
@@ -351,5 +402,5 @@ def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: 
     return TrainResult(
         metrics=final, history=history, train_seconds=elapsed,
         train_examples_per_second=seen / elapsed if elapsed > 0 else 0.0,
-        peak_memory_mb=_peak_memory_mb(accelerator.device), steps=step, stopped_early=stopped_early,
+        steps=step, stopped_early=stopped_early,
     )

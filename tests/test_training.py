@@ -1,6 +1,7 @@
 """The training loop: learning happens, schedules, length grouping, checkpoints and exact resume."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -101,3 +102,18 @@ def test_early_stopping_keeps_the_best_epoch(sst2):
 def test_bad_config_is_one_clear_line(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         TrainConfig(**bad)
+
+
+def test_peak_memory_is_per_run():
+    """A big allocation inside one measured block does not leak into the next block's peak."""
+    from hft_lessons.training import PeakMemory
+
+    with PeakMemory(torch.device("cpu")) as first:
+        big = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        big += 1
+        time.sleep(0.3)  # the sampler looks every 50 ms
+        del big
+    with PeakMemory(torch.device("cpu")) as second:
+        pass
+    assert first.mb > 0 and second.mb > 0
+    assert first.mb - second.mb > 32
