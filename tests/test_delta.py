@@ -28,18 +28,6 @@ needs_peft = pytest.mark.skipif(peft is None, reason="peft is not installed")
 ARCHS = ("hf", "hft")
 
 
-
-
-@pytest.fixture(scope="module")
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, 1000, (3, 9), generator=g)
-    mask = torch.ones(3, 9, dtype=torch.long)
-    mask[1, 6:] = 0
-    mask[2, 4:] = 0
-    return ids, mask
-
-
 def make_backbone(arch: str, hf_base: BertModel) -> nn.Module:
     """A fresh copy of the tiny backbone, as a transformers BertModel or the course's BertEncoder."""
     if arch == "hf":

@@ -19,17 +19,6 @@ ARCHS = ("hf", "hft")
 SMALL = dict(r=4, alpha=8, num_virtual_tokens=3, bottleneck_size=8)
 
 
-
-
-@pytest.fixture(scope="module")
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, 1000, (3, 9), generator=g)
-    mask = torch.ones(3, 9, dtype=torch.long)
-    mask[1, 6:] = 0
-    return ids, mask
-
-
 def make_backbone(arch: str, hf_base: BertModel) -> nn.Module:
     """A fresh copy of the tiny backbone: transformers BertModel or the course's BertEncoder."""
     if arch == "hf":
