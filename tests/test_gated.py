@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from delta_helpers import TaskModel
+from delta_helpers import TaskModel, train_steps
 from torch import nn
 from transformers import BertModel
 
@@ -155,16 +155,7 @@ def test_training_moves_gates(arch: str, hf_base: BertModel, batch) -> None:
     model.eval()
     run(model, batch)
     gates_before = delta.gate_values(model)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2, weight_decay=0.0)
-    labels = torch.tensor([0, 1, 2])
-    model.train()
-    for _ in range(4):
-        loss = nn.functional.cross_entropy(model(*batch), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    changed = train_steps(model, batch, steps=4, lr=5e-2)
     allowed = set(delta.delta_parameters(model)) | {"head.weight", "head.bias"}
     assert changed <= allowed
     gate_params = {n for n in allowed if ".gate.linear." in n}
