@@ -286,14 +286,14 @@ def gate_values(model: nn.Module) -> dict[str, list[float]]:
 
 def plot_gates(values: nn.Module | Mapping[str, Sequence[float]], title: str = "UniPELT gates") -> Figure:
     """A heatmap of mean gates, layers (rows) × sub-modules (columns), from a model or ``gate_values``."""
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 
     table = gate_values(values) if isinstance(values, nn.Module) else dict(values)
     names = list(table)
     n_layers = len(next(iter(table.values()))) if table else 0
     grid = [[table[name][i] for name in names] for i in range(n_layers)]
-    fig = Figure(figsize=(1.2 * len(names) + 2, 0.45 * n_layers + 1.5))
-    ax = fig.subplots()
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 0.45 * n_layers + 1.5))
+    plt.close(fig)  # returned, not auto-shown: a notebook displays it once, as the cell's value
     image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     for i, row in enumerate(grid):
         for j, v in enumerate(row):
