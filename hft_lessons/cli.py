@@ -127,17 +127,21 @@ def make_output_dir(args: argparse.Namespace) -> Path | None:
     return output
 
 
-def make_train_config(args: argparse.Namespace, recipe: Any, epochs: int, batch_size: int,
-                      output: Path | None) -> Any:
-    """The TrainConfig: command-line options first, then the method's recipe, then the profile's sizes."""
-    from .training import TrainConfig
+def make_train_config(args: argparse.Namespace, method: str, task: str, settings: Any,
+                      output: Path | None, epochs: int | None = None, batch_size: int | None = None) -> Any:
+    """The TrainConfig: command-line options first, then the method's recipe for the task, then the profile."""
+    from .methods import train_config
 
-    return TrainConfig(
-        lr=args.lr or recipe.lr, head_lr=recipe.head_lr if args.lr is None else None,
-        epochs=args.epochs or recipe.epochs or epochs, batch_size=args.batch_size or batch_size,
-        seed=args.seed, output_dir=str(output) if output else None, checkpoint_every=args.checkpoint_every,
-        resume=args.resume, progress=not args.no_progress, warmup_ratio=recipe.warmup_ratio,
-    )
+    overrides: dict[str, Any] = {"seed": args.seed, "output_dir": str(output) if output else None,
+                                 "checkpoint_every": args.checkpoint_every, "resume": args.resume,
+                                 "progress": not args.no_progress}
+    if args.lr is not None:  # one learning rate for everything, the head included
+        overrides.update(lr=args.lr, head_lr=None)
+    if args.epochs or epochs:
+        overrides["epochs"] = args.epochs or epochs
+    if args.batch_size or batch_size:
+        overrides["batch_size"] = args.batch_size or batch_size
+    return train_config(method, settings, task, **overrides)
 
 
 def cost_metrics(model: Any, result: Any) -> dict[str, Any]:
@@ -163,7 +167,7 @@ def finish_run(model: Any, output: Path | None, metrics: dict[str, Any]) -> None
 def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     """Fine-tune one task as the command line describes and return the metrics object."""
     from .backbone import load_backbone
-    from .methods import get_recipe, prepare_model
+    from .methods import prepare_model
     from .profiles import get_profile
     from .runtime import setup
     from .tasks import get_task
@@ -177,10 +181,9 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     max_length = args.max_length or settings.max_length
     train_features = task.tokenize(train_raw, tokenizer, max_length, settings.stride, train=True)
     eval_features = task.tokenize(eval_raw, tokenizer, max_length, settings.stride, train=False)
-    recipe = get_recipe(args.method, args.task)
     model = prepare_model(task.build_model(backbone), args.method, args.task).to(env.device)
     output = make_output_dir(args)
-    config = make_train_config(args, recipe, settings.epochs, settings.batch_size, output)
+    config = make_train_config(args, args.method, args.task, settings, output)
     result = train(model, task, train_features, eval_features, eval_raw, tokenizer, config)
     metrics: dict[str, Any] = {
         **{k: round(v, 6) for k, v in result.metrics.items()},

@@ -49,7 +49,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("hybrid", "LoRA on attention + Houlsby adapters + BitFit",
                lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=("query", "value")),
                         delta.AdapterConfig(variant="houlsby", reduction_factor=16),
-                        delta.BitFitConfig()], lr=1e-3),
+                        delta.BitFitConfig()], lr=2e-3),
         Recipe("unipelt", "UniPELT: gated LoRA on query/value, a gated adapter after the FFN, gated prefixes",
                lambda: [delta.UniPELTConfig(r=8, alpha=16, num_virtual_tokens=10)], lr=1e-3),
     ]
@@ -58,7 +58,11 @@ METHOD_NAMES = tuple(RECIPES)
 
 
 # Per-task changes to a recipe (learning rates and epochs differ between tasks), by task then method.
-TASK_OVERRIDES: dict[str, dict[str, dict]] = {"sst2": {}, "conll2003": {}, "squad": {}}
+TASK_OVERRIDES: dict[str, dict[str, dict]] = {
+    "sst2": {},
+    "conll2003": {"full": {"lr": 2e-4}},
+    "squad": {},
+}
 
 
 def get_recipe(method: str, task: str = "sst2") -> Recipe:
@@ -92,9 +96,13 @@ def _freeze(module: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-def train_config(method: str, settings: TaskSettings, **overrides: object) -> TrainConfig:
-    """A TrainConfig with ``method``'s learning rates and the profile's epochs and batch size; ``overrides`` win."""
-    recipe = get_recipe(method)
-    options: dict[str, object] = {"lr": recipe.lr, "head_lr": recipe.head_lr, "epochs": settings.epochs,
-                                  "batch_size": settings.batch_size, **overrides}
+def train_config(method: str, settings: TaskSettings, task: str = "sst2", **overrides: object) -> TrainConfig:
+    """A TrainConfig from ``method``'s recipe for ``task`` and the profile's sizes; ``overrides`` win.
+
+    The notebooks and the ``finetune`` command both build their config here, so they train identically.
+    """
+    recipe = get_recipe(method, task)
+    options: dict[str, object] = {"lr": recipe.lr, "head_lr": recipe.head_lr,
+                                  "epochs": recipe.epochs or settings.epochs, "batch_size": settings.batch_size,
+                                  "warmup_ratio": recipe.warmup_ratio, **overrides}
     return TrainConfig(**options)  # type: ignore[arg-type]

@@ -351,7 +351,7 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
     """Train the tasks of ``--tasks`` jointly as the command line describes and return the metrics object."""
     from . import cli
     from .backbone import load_backbone
-    from .methods import get_recipe, prepare_model
+    from .methods import prepare_model
     from .profiles import get_profile
     from .runtime import setup
     from .training import train
@@ -368,11 +368,12 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
         train_parts[t.name] = t.tokenize(raw[t.name][0], tokenizer, length, s.stride, train=True)
         eval_parts[t.name] = t.tokenize(raw[t.name][1], tokenizer, length, s.stride, train=False)
     train_features, eval_features = MultiTaskDataset(train_parts), MultiTaskDataset(eval_parts)
-    recipe = get_recipe(args.method, task.names[0])  # the first task's recipe for the shared backbone
-    model = prepare_model(task.build_model(backbone), args.method, task.names[0]).to(env.device)
+    first = task.names[0]  # the first task's recipe drives the shared backbone
+    model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
     output = cli.make_output_dir(args)
-    config = cli.make_train_config(args, recipe, epochs=max(s.epochs for s in settings.values()),
-                                   batch_size=min(s.batch_size for s in settings.values()), output=output)
+    config = cli.make_train_config(args, args.method, first, settings[first], output,
+                                   epochs=max(s.epochs for s in settings.values()),
+                                   batch_size=min(s.batch_size for s in settings.values()))
     result = train(model, task, train_features, eval_features, {n: r[1] for n, r in raw.items()}, tokenizer,
                    config)
     metrics: dict[str, Any] = {

@@ -112,6 +112,31 @@ def test_train_config_uses_the_recipe_and_the_profile() -> None:
     assert (cfg.epochs, cfg.batch_size, cfg.progress) == (settings.epochs, settings.batch_size, False)
 
 
+def test_train_config_applies_the_task_overrides() -> None:
+    """Per-task recipe changes reach the config (the notebooks and `finetune` both build it here)."""
+    from hft_lessons.methods import TASK_OVERRIDES
+
+    for task, changes in TASK_OVERRIDES.items():
+        settings = get_profile("cpu").task(task)
+        for method, fields in changes.items():
+            cfg = train_config(method, settings, task)
+            recipe = get_recipe(method, task)
+            assert cfg.lr == recipe.lr == fields.get("lr", get_recipe(method).lr)
+            assert cfg.epochs == (recipe.epochs or settings.epochs)
+
+
+def test_the_command_line_builds_the_notebook_config() -> None:
+    """`finetune` with no options trains with exactly what `methods.train_config` gives the notebooks."""
+    from hft_lessons.cli import build_parser, make_train_config
+
+    for task in ("sst2", "conll2003", "squad"):
+        for method in ("full", "lora", "hybrid"):
+            args = build_parser().parse_args(["finetune", "--task", task, "--method", method, "--no-progress"])
+            settings = get_profile("cpu").task(task)
+            assert make_train_config(args, method, task, settings, None) == train_config(
+                method, settings, task, progress=False)
+
+
 @pytest.mark.parametrize("method", ["lora", "adapter"])
 def test_a_few_steps_lower_the_loss(method: str, tiny) -> None:
     tok, bb = tiny
