@@ -29,6 +29,7 @@ class Recipe:
     train_backbone: bool = False  # full fine-tuning
     epochs: int | None = None  # None = the profile's epochs for the task
     warmup_ratio: float = 0.06
+    adapter_layer: int | None = None  # the outline's task adapter layer h = σ(hW + b) of this size
 
 
 RECIPES: dict[str, Recipe] = {
@@ -36,6 +37,8 @@ RECIPES: dict[str, Recipe] = {
     for r in [
         Recipe("full", "every weight trains (the baseline)", lr=1e-4, head_lr=1e-3, train_backbone=True),
         Recipe("head", "the backbone is frozen; only the task head trains", lr=2e-3),
+        Recipe("adapter_layer", "the outline's task adapter layer: frozen backbone, then h = σ(hW + b), then the head",
+               lr=2e-3, adapter_layer=256),
         Recipe("adapter", "Houlsby bottleneck adapters after attention and FFN in every layer",
                lambda: [delta.AdapterConfig(variant="houlsby", reduction_factor=16)], lr=3e-3),
         Recipe("pfeiffer", "Pfeiffer bottleneck adapters after the FFN only in every layer",
@@ -77,6 +80,8 @@ def get_recipe(method: str, task: str = "sst2") -> Recipe:
 def prepare_model(model: TaskModel, method: str, task: str = "sst2") -> TaskModel:
     """Set up ``model`` (backbone + head) for ``method``: freeze, attach delta modules, keep the head trainable."""
     recipe = get_recipe(method, task)
+    if recipe.adapter_layer:
+        return _add_adapter_layer(model, recipe.adapter_layer)
     if recipe.train_backbone:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -89,6 +94,21 @@ def prepare_model(model: TaskModel, method: str, task: str = "sst2") -> TaskMode
         for p in model.head.parameters():
             p.requires_grad_(True)
     return model
+
+
+def _add_adapter_layer(model: TaskModel, size: int) -> TaskModel:
+    """Freeze the backbone; put σ(hW + b) of ``size`` units between it and a fresh head of that width."""
+    from .outline import AdapterLayer
+    from .tasks import get_task
+
+    if not isinstance(model, TaskModel):
+        raise ValueError(f"method 'adapter_layer' needs a single-task TaskModel, got {type(model).__name__}")
+    _freeze(model.backbone)
+    model.adapter = AdapterLayer(model.backbone.config.hidden_size, size)
+    old_head = model.head
+    dropout = next((m.p for m in old_head.modules() if isinstance(m, nn.Dropout)), 0.1)
+    model.head = get_task(model.task_name).make_head(size, dropout)
+    return model.to(next(old_head.parameters()).device)
 
 
 def _freeze(module: nn.Module) -> None:

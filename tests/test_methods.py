@@ -75,6 +75,9 @@ def expected_trainable(method: str, bb: nn.Module, num_labels: int = 2) -> int:
     recipe = get_recipe(method)
     if recipe.train_backbone:
         return sum(p.numel() for p in bb.parameters()) + head
+    if recipe.adapter_layer:  # σ(hW + b) of size a, then a head on a units
+        a = recipe.adapter_layer
+        return bb.config.hidden_size * a + a + a * num_labels + num_labels
     return head + sum(_expected_delta(cfg, bb) for cfg in recipe.configs())
 
 
@@ -207,3 +210,27 @@ def test_outline_bad_pooling_is_one_line(tiny) -> None:
     _, bb = tiny
     with pytest.raises(ValueError, match="unknown pooling 'max'; allowed: pooler, mean, cls"):
         HybridFinetuningModel(bb, pooling="max")
+
+
+@pytest.mark.parametrize("task_name", ["sst2", "conll2003", "squad"])
+def test_adapter_layer_sits_between_the_frozen_backbone_and_the_head(task_name: str, tiny) -> None:
+    """The outline's task adapter layer works for every task: only σ(hW + b) and the head train."""
+    tok, bb = tiny
+    task = get_task(task_name)
+    torch.manual_seed(0)
+    model = prepare_model(task.build_model(copy.deepcopy(bb)), "adapter_layer", task_name)
+    size = get_recipe("adapter_layer").adapter_layer
+    assert isinstance(model.adapter, AdapterLayer) and model.adapter.linear.out_features == size
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("adapter.", "head.")) for n in trained)
+    rows = load_samples(task_name)["train"].select(range(4))
+    batch = task.collator(tok)([dict(r) for r in task.tokenize(rows, tok, 64)])
+    loss = task.loss(model(**batch), batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.adapter.linear.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.backbone.parameters())
+
+
+def test_adapter_layer_refuses_a_multitask_model(tiny) -> None:
+    with pytest.raises(ValueError, match="needs a single-task TaskModel"):
+        prepare_model(nn.Linear(2, 2), "adapter_layer")  # type: ignore[arg-type]

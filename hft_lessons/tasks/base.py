@@ -23,15 +23,19 @@ def encode(backbone: nn.Module, input_ids, attention_mask=None, token_type_ids=N
 class TaskModel(nn.Module):
     """A backbone plus a task head: ``forward(**batch)`` returns the head's logits."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, task_name: str = "") -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, task_name: str = "",
+                 adapter: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
+        self.adapter = adapter  # an optional task adapter layer between the backbone and the head
         self.head = head
         self.task_name = task_name
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_: Any) -> torch.Tensor:
         """Logits for a batch; extra batch keys (labels, positions) are ignored here."""
         hidden = encode(self.backbone, input_ids, attention_mask, token_type_ids)
+        if self.adapter is not None:
+            hidden = self.adapter(hidden)
         return self.head(hidden, attention_mask)
 
 
