@@ -166,6 +166,8 @@ def finish_run(model: Any, output: Path | None, metrics: dict[str, Any]) -> None
 
 def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     """Fine-tune one task as the command line describes and return the metrics object."""
+    import torch
+
     from .backbone import load_backbone
     from .methods import prepare_model
     from .profiles import get_profile
@@ -181,6 +183,7 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     max_length = args.max_length or settings.max_length
     train_features = task.tokenize(train_raw, tokenizer, max_length, settings.stride, train=True)
     eval_features = task.tokenize(eval_raw, tokenizer, max_length, settings.stride, train=False)
+    torch.manual_seed(args.seed)  # the head's initial weights: the same as a notebook's `torch.manual_seed(env.seed)`
     model = prepare_model(task.build_model(backbone), args.method, args.task).to(env.device)
     output = make_output_dir(args)
     config = make_train_config(args, args.method, args.task, settings, output)
