@@ -65,7 +65,7 @@ PROFILES: dict[str, Profile] = {
         "a laptop: pretrained all-MiniLM-L6-v2 on real subsets, minutes per notebook",
         {
             "sst2": TaskSettings(MINILM, 4000, 872, 2, 32, 128),
-            "conll2003": TaskSettings(MINILM, 4000, None, 3, 32, 128),
+            "conll2003": TaskSettings(MINILM, 4000, None, 3, 16, 128),
             "squad": TaskSettings(MINILM, 1500, 500, 2, 16, 256, stride=64),
         },
     ),
