@@ -153,7 +153,7 @@ def cost_metrics(model: Any, result: Any) -> dict[str, Any]:
         "trainable_params": trainable, "total_params": total,
         "train_seconds": round(result.train_seconds, 2),
         "train_examples_per_second": round(result.train_examples_per_second, 2),
-        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "peak_memory_mb": round(result.peak_memory_mb, 1), "processes": result.processes,
     }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 from datasets import Dataset
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
@@ -83,6 +83,7 @@ class TrainResult:
     peak_memory_mb: float = 0.0
     steps: int = 0
     stopped_early: bool = False
+    processes: int = 1  # data-parallel processes that trained together
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -120,6 +121,11 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)
+
+
+def _distributed_without_cuda() -> bool:
+    """True under torchrun / ``accelerate launch --multi_gpu`` with several processes on a machine without CUDA."""
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _mixed_precision(choice: str) -> str:
@@ -293,10 +299,13 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
            eval_raw: Dataset | None, tokenizer, cfg: TrainConfig) -> TrainResult:
     seed_everything(cfg.seed)
     accelerator = Accelerator(
+        cpu=_distributed_without_cuda(),  # several processes and no CUDA: data-parallel over gloo on CPU
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=_mixed_precision(cfg.mixed_precision),
         dataloader_config=DataLoaderConfiguration(split_batches=True),
         step_scheduler_with_optimizer=False,
+        # BERT's pooler (and, for some heads, other weights) gets no gradient: DDP must not wait for it
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     sampler = task.batch_sampler(train_features, cfg.batch_size, cfg.seed, cfg.group_by_length)
     # The loader gets its own generator: creating an iterator then never draws from the global RNG, which
@@ -410,5 +419,5 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
     return TrainResult(
         metrics=final, history=history, train_seconds=elapsed,
         train_examples_per_second=seen / elapsed if elapsed > 0 else 0.0,
-        steps=step, stopped_early=stopped_early,
+        steps=step, stopped_early=stopped_early, processes=accelerator.num_processes,
     )
