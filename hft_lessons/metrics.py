@@ -11,6 +11,7 @@ from seqeval.metrics import classification_report
 from seqeval.metrics.sequence_labeling import get_entities
 
 __all__ = [
+    "check_tag_lists",
     "entity_scores",
     "tags_to_spans",
     "normalize_answer",
@@ -23,7 +24,8 @@ __all__ = [
 # --- Named entities ------------------------------------------------------------------------------
 
 
-def _check_tag_lists(gold_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> None:
+def check_tag_lists(gold_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> None:
+    """Raise one clear line unless gold and predicted tags have the same sentences and lengths."""
     if len(gold_tags) != len(pred_tags):
         raise ValueError(f"gold has {len(gold_tags)} sentences but predictions have {len(pred_tags)}")
     for i, (g, p) in enumerate(zip(gold_tags, pred_tags, strict=True)):
@@ -33,7 +35,7 @@ def _check_tag_lists(gold_tags: Sequence[Sequence[str]], pred_tags: Sequence[Seq
 
 def entity_scores(gold_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> dict[str, float]:
     """Entity-level precision/recall/F1 (seqeval, conlleval mode): overall and ``f1_PER``-style per type."""
-    _check_tag_lists(gold_tags, pred_tags)
+    check_tag_lists(gold_tags, pred_tags)
     gold, pred = [list(s) for s in gold_tags], [list(s) for s in pred_tags]
     report = classification_report(gold, pred, output_dict=True, zero_division=0)
     micro = report["micro avg"]

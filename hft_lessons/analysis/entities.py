@@ -13,7 +13,7 @@ from datasets import Dataset
 from matplotlib.figure import Figure
 from torch import nn
 
-from ..metrics import _check_tag_lists, tags_to_spans
+from ..metrics import check_tag_lists, tags_to_spans
 from ..tasks.base import Task
 
 __all__ = [
@@ -91,7 +91,7 @@ def _check_sentences(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]
     for name, tags in (("gold", gold), ("pred", pred)):
         if isinstance(tags, str) or (len(tags) and isinstance(tags[0], str)):
             raise ValueError(f"{name} must be a list of sentences (lists of tags), got a single sentence")
-    _check_tag_lists(gold, pred)
+    check_tag_lists(gold, pred)
 
 
 def count_entities(tag_lists: Sequence[Sequence[str]]) -> Counter[str]:
