@@ -27,7 +27,8 @@ from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_wi
 from .runtime import seed_everything
 from .tasks.base import Task
 
-__all__ = ["TrainConfig", "TrainResult", "LengthGroupedBatchSampler", "PeakMemory", "train", "evaluate", "SCHEDULES"]
+__all__ = ["TrainConfig", "TrainResult", "LengthGroupedBatchSampler", "PeakMemory", "train", "evaluate",
+           "predict_rows", "SCHEDULES"]
 
 SCHEDULES = ("linear", "cosine", "constant")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -215,10 +216,11 @@ def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset, tokenizer,
-             batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, float]:
-    """Run ``model`` over an evaluation split in order and return the task's metrics."""
+def predict_rows(model: nn.Module, task: Task, features: Dataset, tokenizer, batch_size: int = 128,
+                 device: torch.device | str | None = None, predict_fn: Any = None) -> list[Any]:
+    """Per-example predictions (``task.predict``, or ``predict_fn(logits, batch)``) in the split's order."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    predict_fn = predict_fn or task.predict
     was_training = model.training
     model.eval()
     lengths = [len(x) for x in features["input_ids"]]
@@ -228,11 +230,17 @@ def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset, toke
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = _move(collate([features[i] for i in idx]), device)
-        out = task.predict(model(**batch), batch)
+        out = predict_fn(model(**batch), batch)
         for j, i in enumerate(idx):  # scatter per-example predictions back to dataset order
             preds[i] = _row(out, j)
     model.train(was_training)
-    return task.compute_metrics(preds, features, raw)
+    return preds
+
+
+def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset, tokenizer,
+             batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, float]:
+    """Run ``model`` over an evaluation split in order and return the task's metrics."""
+    return task.compute_metrics(predict_rows(model, task, features, tokenizer, batch_size, device), features, raw)
 
 
 def _row(out: Any, j: int) -> Any:

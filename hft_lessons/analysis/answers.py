@@ -7,7 +7,6 @@ EM/F1 that ``train`` reports.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,7 +19,7 @@ from torch import nn
 
 from ..metrics import exact_match, f1_score
 from ..tasks.question_answering import QuestionAnsweringTask
-from ..training import evaluate
+from ..training import predict_rows
 
 __all__ = [
     "QUESTION_TYPES",
@@ -48,12 +47,10 @@ def _check_task(task: object) -> QuestionAnsweringTask:
 
 def _feature_predictions(model: nn.Module, task: QuestionAnsweringTask, features, tokenizer, batch_size: int,
                          device: torch.device | str | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The per-feature (one-row) predictions ``training.evaluate`` gathers, before any metric."""
+    """The per-feature (one-row) predictions ``training.evaluate`` scores, before any metric."""
     if "offset_mapping" not in features.column_names:
         raise ValueError("features have no offset_mapping: tokenize the split with train=False")
-    reader = copy.copy(task)  # the same task, except that compute_metrics hands back the raw predictions
-    reader.compute_metrics = lambda predictions, features, raw: predictions  # type: ignore[method-assign]
-    return evaluate(model, reader, features, None, tokenizer, batch_size, device)  # type: ignore[arg-type]
+    return predict_rows(model, task, features, tokenizer, batch_size, device)
 
 
 def window_logits(model: nn.Module, task: QuestionAnsweringTask, features, tokenizer, batch_size: int = 128,

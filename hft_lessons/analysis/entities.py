@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import torch
@@ -52,24 +52,11 @@ class EntityError(NamedTuple):
 # --- predictions ------------------------------------------------------------------------------------
 
 
-class _Collect:
-    """A task that hands ``training.evaluate``'s per-sentence predictions back instead of scoring them."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.task, name)
-
-    def compute_metrics(self, predictions: list[Any], features: Dataset, raw: Dataset) -> Any:
-        return [row for batch in predictions for row in batch]
-
-
 def predict_tags(model: nn.Module, task: Task, features: Dataset, raw: Dataset | None, tokenizer,
                  batch_size: int = 128, device: torch.device | str | None = None
                  ) -> tuple[list[list[str]], list[list[str]]]:
     """Gold and predicted tag lists per sentence, at each word's first sub-token, as training's evaluation scores them."""
-    from ..training import evaluate
+    from ..training import predict_rows
 
     labels = getattr(task, "labels", None)
     if labels is None:
@@ -78,7 +65,7 @@ def predict_tags(model: nn.Module, task: Task, features: Dataset, raw: Dataset |
         raise ValueError(f"features need a 'labels' column (tokenize with the task); got {features.column_names}")
     if len(features) == 0:
         raise ValueError("features are empty: nothing to predict")
-    rows = evaluate(model, _Collect(task), features, raw, tokenizer, batch_size, device)  # type: ignore[arg-type]
+    rows = [row for one in predict_rows(model, task, features, tokenizer, batch_size, device) for row in one]
     gold = [[labels[i] for i in g] for _, g in rows]
     pred = [[labels[i] for i in p] for p, _ in rows]
     return gold, pred

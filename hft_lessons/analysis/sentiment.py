@@ -27,38 +27,20 @@ SLICES: dict[str, tuple[str, ...]] = {"negation": NEGATION_WORDS, "contrast": CO
 _WORD = re.compile(r"[\w']+")
 
 
-class _Probabilities(Task):
-    """Wraps a classification task so that ``training.evaluate`` collects softmax probabilities and gold labels."""
-
-    def __init__(self, task: Task) -> None:
-        self.task, self.name, self.metric = task, task.name, task.metric
-        self.rows: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def collator(self, tokenizer):
-        return self.task.collator(tokenizer)
-
-    def predict(self, logits, batch):
-        return logits.float().softmax(-1).cpu(), batch["labels"].cpu()
-
-    def compute_metrics(self, predictions, features, raw) -> dict[str, float]:
-        self.rows = predictions
-        return {}
-
-
 def predict_split(model: nn.Module, task: Task, features: Dataset, tokenizer, batch_size: int = 128,
                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Predicted labels [N], gold labels [N] and class probabilities [N, C] of a tokenized split, in its order."""
-    from ..training import evaluate
+    from ..training import predict_rows
 
     if "labels" not in features.column_names:
         raise ValueError(f"features need a 'labels' column (tokenize with a classification task); "
                          f"got columns {features.column_names}")
     if len(features) == 0:
         raise ValueError("features are empty: nothing to predict")
-    collect = _Probabilities(task)
-    evaluate(model, collect, features, features, tokenizer, batch_size, device)  # same batching as training's eval
-    probs = torch.cat([p for p, _ in collect.rows])
-    gold = torch.cat([g for _, g in collect.rows])
+    rows = predict_rows(model, task, features, tokenizer, batch_size, device,  # training's evaluation batching
+                        predict_fn=lambda logits, batch: (logits.float().softmax(-1).cpu(), batch["labels"].cpu()))
+    probs = torch.cat([p for p, _ in rows])
+    gold = torch.cat([g for _, g in rows])
     return probs.argmax(-1), gold, probs
 
 
