@@ -49,10 +49,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("prefix", "20 trainable key/value prefixes per layer (reparameterised)",
                lambda: [delta.PrefixConfig(num_virtual_tokens=20, prefix_projection=True)], lr=3e-3),
         Recipe("ia3", "(IA)³ rescaling of keys, values and the FFN", lambda: [delta.IA3Config()], lr=5e-3),
-        Recipe("hybrid", "LoRA on attention + Houlsby adapters + BitFit",
-               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=("query", "value")),
-                        delta.AdapterConfig(variant="houlsby", reduction_factor=16),
-                        delta.BitFitConfig()], lr=2e-3),
+        Recipe("hybrid", "LoRA r=8 on every linear projection + BitFit (every bias trains)",
+               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS), delta.BitFitConfig()], lr=2e-3),
         Recipe("unipelt", "UniPELT: gated LoRA on query/value, a gated adapter after the FFN, gated prefixes",
                lambda: [delta.UniPELTConfig(r=8, alpha=16, num_virtual_tokens=10)], lr=1e-3),
     ]
