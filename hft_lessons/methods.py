@@ -47,7 +47,7 @@ RECIPES: dict[str, Recipe] = {
                lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS)], lr=2e-3),
         Recipe("bitfit", "only the backbone's biases train", lambda: [delta.BitFitConfig()], lr=2e-3),
         Recipe("prefix", "20 trainable key/value prefixes per layer (reparameterised)",
-               lambda: [delta.PrefixConfig(num_virtual_tokens=20, prefix_projection=True)], lr=3e-3),
+               lambda: [delta.PrefixConfig(num_virtual_tokens=20, prefix_projection=True)], lr=1e-3),
         Recipe("ia3", "(IA)³ rescaling of keys, values and the FFN", lambda: [delta.IA3Config()], lr=5e-3),
         Recipe("hybrid", "LoRA r=8 on every linear projection + BitFit (every bias trains)",
                lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS), delta.BitFitConfig()], lr=2e-3),
