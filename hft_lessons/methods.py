@@ -12,7 +12,7 @@ from .profiles import TaskSettings
 from .tasks.base import TaskModel
 from .training import TrainConfig
 
-__all__ = ["Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model", "train_config"]
+__all__ = ["ALL_LINEARS", "Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model", "train_config"]
 
 ALL_LINEARS = ("query", "key", "value", "attention_output", "ffn_up", "ffn_down")
 
