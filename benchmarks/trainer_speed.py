@@ -90,15 +90,21 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--methods", default="full,lora")
+    p.add_argument("--runners", default=",".join(RUNNERS),
+                   help="which of course, hf_default, hf_grouped to run (the ratios need course and at least one other)")
     p.add_argument("--tmp", default="/tmp/hft_trainer_speed")
     p.add_argument("--one", nargs=2, metavar=("RUNNER", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    runners = [r.strip() for r in args.runners.split(",") if r.strip()]
+    unknown = sorted(set(runners) - set(RUNNERS))
+    if unknown or "course" not in runners or len(runners) < 2:
+        p.error(f"--runners {args.runners!r}: give course and at least one of hf_default, hf_grouped")
     if args.one:
         print(json.dumps(_one(args.one[0], args.one[1], args)))
         return
     rows: dict[tuple[str, str], dict[str, float]] = {}
     for method in args.methods.split(","):
-        for runner in RUNNERS:
+        for runner in runners:
             cmd = [sys.executable, __file__, "--one", runner, method, "--model", args.model,
                    "--max-train", str(args.max_train), "--epochs", str(args.epochs),
                    "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--tmp", args.tmp]
@@ -109,13 +115,16 @@ def main() -> None:
                   f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
     print()
     for method in args.methods.split(","):
-        course, default, grouped = (rows[(method, r)] for r in RUNNERS)
-        fastest = max(default["examples_per_second"], grouped["examples_per_second"])
-        print(f"{method}: course / Trainer default = {course['examples_per_second'] / default['examples_per_second']:.2f}x, "
-              f"course / Trainer fastest = {course['examples_per_second'] / fastest:.2f}x; "
-              f"accuracy course {course['accuracy']:.4f} vs Trainer default {default['accuracy']:.4f} "
-              f"(grouped {grouped['accuracy']:.4f}); peak memory course/default "
-              f"{course['peak_memory_mb'] / default['peak_memory_mb']:.2f}")
+        course = rows[(method, "course")]
+        others = {r: rows[(method, r)] for r in runners if r != "course"}
+        fastest = max(others.values(), key=lambda r: r["examples_per_second"])
+        ratios = ", ".join(f"course / Trainer {r.removeprefix('hf_')} = "
+                           f"{course['examples_per_second'] / o['examples_per_second']:.2f}x" for r, o in others.items())
+        accuracies = ", ".join(f"Trainer {r.removeprefix('hf_')} {o['accuracy']:.4f}" for r, o in others.items())
+        print(f"{method}: {ratios}, course / Trainer fastest = "
+              f"{course['examples_per_second'] / fastest['examples_per_second']:.2f}x; accuracy course "
+              f"{course['accuracy']:.4f} vs {accuracies}; peak memory course / Trainer fastest "
+              f"{course['peak_memory_mb'] / fastest['peak_memory_mb']:.2f}")
 
 
 if __name__ == "__main__":

@@ -96,3 +96,38 @@ def test_setup_reports_choices():
     env = runtime.setup(seed=3, profile="smoke", device="cpu")
     assert env.profile.name == "smoke" and env.device.type == "cpu" and env.seed == 3
     assert "profile: smoke" in str(env)
+
+
+def _faults_to_fill(mib: int) -> int:
+    """Minor page faults taken to allocate and fill a fresh ``mib``-MiB tensor (then freed)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t = torch.empty(mib << 18)  # float32: 4 bytes each
+    t.fill_(1.0)
+    del t
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(runtime._glibc() is None, reason="needs glibc's mallopt")
+def test_reuse_freed_memory_reuses_big_blocks_then_lets_go():
+    # Blocks over glibc's 32 MiB ceiling are mapped from the kernel every time: at least one fault per 2 MiB,
+    # even with transparent huge pages.
+    fresh = min(_faults_to_fill(64), _faults_to_fill(48))
+    assert fresh >= 24
+    with runtime.reuse_freed_memory() as active:
+        assert active is True
+        _faults_to_fill(64)  # grows the heap once ...
+        kept = _faults_to_fill(48)  # ... and a later block that fits in the freed one reuses its pages
+        with runtime.reuse_freed_memory() as nested:  # nesting leaves the outer block in charge
+            assert nested is True
+        kept_after_nested = _faults_to_fill(40)
+    assert kept * 4 < fresh and kept_after_nested * 4 < fresh
+    assert _faults_to_fill(64) >= 32 and _faults_to_fill(48) >= 24  # afterwards they go back to the kernel
+
+
+def test_reuse_freed_memory_is_a_no_op_without_glibc(monkeypatch):
+    monkeypatch.setattr(runtime, "_glibc", lambda: None)
+    with runtime.reuse_freed_memory() as active:
+        assert active is False
+        assert torch.ones(3).sum().item() == 3.0
