@@ -98,32 +98,45 @@ def test_setup_reports_choices():
     assert "profile: smoke" in str(env)
 
 
-def _faults_to_fill(mib: int) -> int:
-    """Minor page faults taken to allocate and fill a fresh ``mib``-MiB tensor (then freed)."""
-    import resource
+_REUSE_CHECK = """
+import json, resource, torch
+from hft_lessons import runtime
 
+def faults(mib):  # minor page faults taken to allocate and fill a fresh mib-MiB tensor, then free it
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    t = torch.empty(mib << 18)  # float32: 4 bytes each
-    t.fill_(1.0)
-    del t
+    torch.empty(mib << 18).fill_(1.0)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+fresh = [faults(64), faults(48)]
+with runtime.reuse_freed_memory() as active:
+    grow = faults(64)
+    kept = faults(48)
+    with runtime.reuse_freed_memory() as nested:
+        pass
+    kept_after_nested = faults(40)
+print(json.dumps(dict(fresh=fresh, active=active, nested=nested, grow=grow, kept=kept,
+                      kept_after_nested=kept_after_nested, after=[faults(64), faults(48)])))
+"""
 
 
 @pytest.mark.skipif(runtime._glibc() is None, reason="needs glibc's mallopt")
 def test_reuse_freed_memory_reuses_big_blocks_then_lets_go():
+    import json
+    import subprocess
+    import sys
+
+    # A fresh interpreter, so the heap this test sees is not the one earlier tests fragmented.
+    out = subprocess.run([sys.executable, "-c", _REUSE_CHECK], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    fresh, kept, kept_after_nested = r["fresh"], r["kept"], r["kept_after_nested"]
+    assert r["active"] is True and r["nested"] is True  # nesting leaves the outer block in charge
     # Blocks over glibc's 32 MiB ceiling are mapped from the kernel every time: at least one fault per 2 MiB,
-    # even with transparent huge pages.
-    fresh = min(_faults_to_fill(64), _faults_to_fill(48))
-    assert fresh >= 24
-    with runtime.reuse_freed_memory() as active:
-        assert active is True
-        _faults_to_fill(64)  # grows the heap once ...
-        kept = _faults_to_fill(48)  # ... and a later block that fits in the freed one reuses its pages
-        with runtime.reuse_freed_memory() as nested:  # nesting leaves the outer block in charge
-            assert nested is True
-        kept_after_nested = _faults_to_fill(40)
-    assert kept * 4 < fresh and kept_after_nested * 4 < fresh
-    assert _faults_to_fill(64) >= 32 and _faults_to_fill(48) >= 24  # afterwards they go back to the kernel
+    # even with transparent huge pages ...
+    assert min(fresh) >= 24 and r["grow"] >= 24
+    # ... but inside the block a later allocation that fits in the freed one reuses its pages ...
+    assert kept * 4 < min(fresh) and kept_after_nested * 4 < min(fresh)
+    # ... and afterwards big blocks go back to the kernel again.
+    assert min(r["after"]) >= 24
 
 
 def test_reuse_freed_memory_is_a_no_op_without_glibc(monkeypatch):
