@@ -79,7 +79,9 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers in glibc's malloc.h
-_KEEP = 1 << 30  # while training: blocks up to 1 GiB come from the heap, and up to 1 GiB of free heap is kept
+# While training: blocks up to _KEEP[1] come from the heap (bigger ones, like evaluation's attention maps, are still
+# mapped, so they cannot fragment it), and up to _KEEP[0] of free memory at its top is kept for the next step.
+_KEEP = (1 << 30, 64 << 20)  # (trim, mmap)
 _AFTER = (64 << 20, 32 << 20)  # afterwards: the limits glibc's own adaptive rule grows to (trim, mmap)
 _reuse_depth, _reuse_active = 0, False
 
@@ -103,8 +105,10 @@ def reuse_freed_memory() -> Iterator[bool]:
     By default glibc serves every block over 32 MiB (and, until its threshold adapts, many smaller ones) with a
     fresh ``mmap`` and returns it on ``free``. A CPU training step frees and re-allocates the same activations
     and gradients (the 30,522 x 384 word-embedding gradient alone is 45 MiB), so after each long batch the
-    kernel unmaps memory that the next long batch makes it map and zero-fill again, page by page. Raising the thresholds for the length of a run makes
-    the allocator reuse those blocks; the numbers computed are bit-for-bit the same. On exit the free memory is
+    kernel unmaps memory that the next long batch makes it map and zero-fill again, page by page. For the
+    length of a run, blocks up to 64 MiB come from the heap and up to 1 GiB of free heap is kept, so the
+    allocator reuses them; blocks over 64 MiB (evaluation's attention maps, say) are still mapped, so they
+    cannot fragment the heap. The numbers computed are bit-for-bit the same. On exit the free memory is
     trimmed, so a notebook that trains several models in turn measures each one's memory from a clean start.
     Elsewhere (macOS, musl, Windows) it does nothing and yields False.
     """
@@ -112,9 +116,9 @@ def reuse_freed_memory() -> Iterator[bool]:
     if _reuse_depth == 0:  # only the outermost block changes the allocator
         libc = _glibc()
         if libc is not None:
-            if not libc.mallopt(_M_MMAP_THRESHOLD, _KEEP):
+            if not libc.mallopt(_M_MMAP_THRESHOLD, _KEEP[1]):
                 libc.mallopt(_M_MMAP_THRESHOLD, _AFTER[1])  # glibc builds that cap the threshold at 32 MiB
-            libc.mallopt(_M_TRIM_THRESHOLD, _KEEP)
+            libc.mallopt(_M_TRIM_THRESHOLD, _KEEP[0])
         _reuse_active = libc is not None
     else:
         libc = None

@@ -107,15 +107,16 @@ def faults(mib):  # minor page faults taken to allocate and fill a fresh mib-MiB
     torch.empty(mib << 18).fill_(1.0)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-fresh = [faults(64), faults(48)]
+fresh = [faults(48), faults(40)]
 with runtime.reuse_freed_memory() as active:
-    grow = faults(64)
-    kept = faults(48)
+    grow = faults(48)
+    kept = faults(40)
     with runtime.reuse_freed_memory() as nested:
         pass
-    kept_after_nested = faults(40)
+    kept_after_nested = faults(36)
+    huge = [faults(96), faults(96)]
 print(json.dumps(dict(fresh=fresh, active=active, nested=nested, grow=grow, kept=kept,
-                      kept_after_nested=kept_after_nested, after=[faults(64), faults(48)])))
+                      kept_after_nested=kept_after_nested, huge=huge, after=[faults(48), faults(40)])))
 """
 
 
@@ -133,8 +134,10 @@ def test_reuse_freed_memory_reuses_big_blocks_then_lets_go():
     # Blocks over glibc's 32 MiB ceiling are mapped from the kernel every time: at least one fault per 2 MiB,
     # even with transparent huge pages ...
     assert min(fresh) >= 24 and r["grow"] >= 24
-    # ... but inside the block a later allocation that fits in the freed one reuses its pages ...
+    # ... but inside the block a later allocation that fits in the freed one reuses its pages, while blocks
+    # over 64 MiB are still mapped afresh, so they cannot fragment the heap ...
     assert kept * 4 < min(fresh) and kept_after_nested * 4 < min(fresh)
+    assert min(r["huge"]) >= 48
     # ... and afterwards big blocks go back to the kernel again.
     assert min(r["after"]) >= 24
 
