@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
-from .runtime import reuse_freed_memory, seed_everything
+from .runtime import seed_everything
 from .tasks.base import Task
 
 __all__ = ["TrainConfig", "TrainResult", "LengthGroupedBatchSampler", "PeakMemory", "train", "evaluate",
@@ -297,7 +297,7 @@ def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: 
           eval_raw: Dataset | None, tokenizer, config: TrainConfig | None = None) -> TrainResult:
     """Train ``model`` on ``task``; evaluate after each epoch; return metrics, history and cost."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with reuse_freed_memory(), PeakMemory(device) as peak:  # CPU: reuse freed blocks instead of re-mapping them
+    with PeakMemory(device) as peak:
         result = _train(model, task, train_features, eval_features, eval_raw, tokenizer, config or TrainConfig())
     result.peak_memory_mb = peak.mb
     return result
