@@ -7,6 +7,7 @@ head on SST-2 three ways: the course trainer (`hft_lessons.training.train`), `Tr
 sampler, and `Trainer` with `train_sampling_strategy="group_by_length"` (its fastest setting). It prints
 examples per second, peak memory and validation accuracy for each, and the ratios against `Trainer`.
 Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
+`--runners course,hf_grouped` skips the slow default-sampler runs when only the fastest setting matters.
 """
 
 from __future__ import annotations
