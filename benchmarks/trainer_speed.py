@@ -8,6 +8,8 @@ sampler, and `Trainer` with `train_sampling_strategy="group_by_length"` (its fas
 examples per second, peak memory and validation accuracy for each, and the ratios against `Trainer`.
 Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
 `--runners course,hf_grouped` skips the slow default-sampler runs when only the fastest setting matters.
+`--repeats N` trains every pair N times, alternating the runners, and compares medians: on a shared or
+throttled machine one run per side can be off by 10% or more.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -93,6 +96,7 @@ def main() -> None:
     p.add_argument("--methods", default="full,lora")
     p.add_argument("--runners", default=",".join(RUNNERS),
                    help="which of course, hf_default, hf_grouped to run (the ratios need course and at least one other)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per (method, runner), alternating; medians are compared")
     p.add_argument("--tmp", default="/tmp/hft_trainer_speed")
     p.add_argument("--one", nargs=2, metavar=("RUNNER", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -100,21 +104,29 @@ def main() -> None:
     unknown = sorted(set(runners) - set(RUNNERS))
     if unknown or "course" not in runners or len(runners) < 2:
         p.error(f"--runners {args.runners!r}: give course and at least one of hf_default, hf_grouped")
+    if args.repeats < 1:
+        p.error(f"--repeats {args.repeats}: give a positive number of runs")
     if args.one:
         print(json.dumps(_one(args.one[0], args.one[1], args)))
         return
-    rows: dict[tuple[str, str], dict[str, float]] = {}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for method in args.methods.split(","):
-        for runner in runners:
-            cmd = [sys.executable, __file__, "--one", runner, method, "--model", args.model,
-                   "--max-train", str(args.max_train), "--epochs", str(args.epochs),
-                   "--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--tmp", args.tmp]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            rows[(method, runner)] = json.loads(proc.stdout.strip().splitlines()[-1])
-            r = rows[(method, runner)]
-            print(f"{method:5s} {runner:11s} {r['examples_per_second']:8.1f} ex/s  "
-                  f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
+        for repeat in range(args.repeats):
+            for runner in runners:
+                cmd = [sys.executable, __file__, "--one", runner, method, "--model", args.model,
+                       "--max-train", str(args.max_train), "--epochs", str(args.epochs),
+                       "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+                       "--tmp", args.tmp]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                runs.setdefault((method, runner), []).append(r)
+                print(f"{method:5s} {runner:11s} run {repeat + 1}/{args.repeats} {r['examples_per_second']:8.1f} ex/s  "
+                      f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
+    rows = {key: {k: statistics.median(r[k] for r in rs) for k in ("examples_per_second", "peak_memory_mb", "accuracy")}
+            for key, rs in runs.items()}
     print()
+    if args.repeats > 1:
+        print(f"medians over {args.repeats} runs each:")
     for method in args.methods.split(","):
         course = rows[(method, "course")]
         others = {r: rows[(method, r)] for r in runners if r != "course"}
@@ -126,7 +138,6 @@ def main() -> None:
               f"{course['examples_per_second'] / fastest['examples_per_second']:.2f}x; accuracy course "
               f"{course['accuracy']:.4f} vs {accuracies}; peak memory course / Trainer fastest "
               f"{course['peak_memory_mb'] / fastest['peak_memory_mb']:.2f}")
-
 
 if __name__ == "__main__":
     main()

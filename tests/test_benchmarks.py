@@ -15,3 +15,9 @@ def test_trainer_speed_rejects_bad_runners(runners):
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert f"--runners {runners!r}" in last and "give course and at least one of hf_default, hf_grouped" in last
+
+
+def test_trainer_speed_rejects_a_bad_repeat_count():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "0"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "--repeats 0: give a positive number of runs" in out.stderr.strip().splitlines()[-1]
