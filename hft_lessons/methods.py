@@ -29,6 +29,7 @@ class Recipe:
     train_backbone: bool = False  # full fine-tuning
     epochs: int | None = None  # None = the profile's epochs for the task
     warmup_ratio: float = 0.06
+    layer_decay: float | None = None  # layer-wise learning-rate decay (see TrainConfig)
     adapter_layer: int | None = None  # the outline's task adapter layer h = σ(hW + b) of this size
 
 
@@ -115,12 +116,12 @@ def _freeze(module: nn.Module) -> None:
 
 
 def train_config(method: str, settings: TaskSettings, task: str = "sst2", **overrides: object) -> TrainConfig:
-    """A TrainConfig from ``method``'s recipe for ``task`` and the profile's sizes; ``overrides`` win.
+    """A TrainConfig from ``method``'s recipe for ``task``, the profile's sizes and recipe changes; ``overrides`` win.
 
     The notebooks and the ``finetune`` command both build their config here, so they train identically.
     """
-    recipe = get_recipe(method, task)
+    recipe = replace(get_recipe(method, task), **settings.recipes.get(method, {}))
     options: dict[str, object] = {"lr": recipe.lr, "head_lr": recipe.head_lr,
                                   "epochs": recipe.epochs or settings.epochs, "batch_size": settings.batch_size,
-                                  "warmup_ratio": recipe.warmup_ratio, **overrides}
+                                  "warmup_ratio": recipe.warmup_ratio, "layer_decay": recipe.layer_decay, **overrides}
     return TrainConfig(**options)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import resource
 import sys
 import threading
@@ -40,6 +41,7 @@ class TrainConfig:
 
     lr: float = 5e-5
     head_lr: float | None = None  # learning rate of the task head; None = lr
+    layer_decay: float | None = None  # layer-wise lr decay: each layer below the top trains at decay x the one above
     epochs: int = 2
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -69,6 +71,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1] or None, got {self.layer_decay}")
         if (self.checkpoint_every or self.resume) and not self.output_dir:
             raise ValueError("checkpointing and --resume need an output_dir")
 
@@ -137,20 +141,35 @@ def _mixed_precision(choice: str) -> str:
     return "no"
 
 
+_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+def _layer_depth(name: str, num_layers: int) -> int:
+    """How far below the top ``name`` sits: encoder layer k is ``num_layers - 1 - k``, the embeddings ``num_layers``."""
+    if ".embeddings." in f".{name}":
+        return num_layers
+    match = _LAYER.search(name)
+    return num_layers - 1 - int(match.group(1)) if match else 0  # the head and the pooler sit at the top
+
+
 def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    layers = [_LAYER.search(n) for n, _ in model.named_parameters()]
+    num_layers = max((int(m.group(1)) + 1 for m in layers if m), default=0)
+    groups: dict[tuple[bool, bool, int], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         is_head = name.startswith("head.") or ".head." in name or name.startswith("heads.")
         no_decay = p.ndim < 2 or "norm" in name.lower()
-        groups.setdefault((is_head, no_decay), []).append(p)
+        depth = 0 if is_head or cfg.layer_decay is None else _layer_depth(name, num_layers)
+        groups.setdefault((is_head, no_decay, depth), []).append(p)
     if not groups:
         raise ValueError("the model has no trainable parameters")
+    scale = cfg.layer_decay or 1.0
     return [
-        {"params": ps, "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr,
+        {"params": ps, "lr": ((cfg.head_lr or cfg.lr) if head else cfg.lr) * scale**depth,
          "weight_decay": 0.0 if no_decay else cfg.weight_decay}
-        for (head, no_decay), ps in groups.items()
+        for (head, no_decay, depth), ps in groups.items()
     ]
 
 

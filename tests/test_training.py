@@ -10,7 +10,7 @@ from hft_lessons.backbone import load_backbone
 from hft_lessons.data import load_samples
 from hft_lessons.methods import prepare_model
 from hft_lessons.tasks import get_task
-from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, train
+from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, _param_groups, train
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,7 @@ def test_early_stopping_keeps_the_best_epoch(sst2):
     (dict(lr=0), "lr must be > 0"),
     (dict(resume=True), "need an output_dir"),
     (dict(mixed_precision="fp8"), "allowed: auto, no, fp16, bf16"),
+    (dict(layer_decay=1.5), "layer_decay must be in (0, 1] or None, got 1.5"),
 ])
 def test_bad_config_is_one_clear_line(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
@@ -121,3 +122,19 @@ def test_peak_memory_is_per_run(monkeypatch):
     with training.PeakMemory(torch.device("cpu"), interval=0.01) as second:
         time.sleep(0.05)
     assert first.mb == 900 and second.mb == 500
+
+
+def test_layer_decay_scales_each_layer_below_the_top(sst2):
+    task = sst2[0]
+    model = _model(task, "full")  # tiny BERT: 2 layers
+    lr_of = {}
+    for group in _param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2, layer_decay=0.5)):
+        for p in group["params"]:
+            lr_of[id(p)] = group["lr"]
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["head.classifier.weight"])] == pytest.approx(1e-2)
+    assert lr_of[id(named["backbone.encoder.layer.1.attention.self.query.weight"])] == pytest.approx(1e-3)
+    assert lr_of[id(named["backbone.encoder.layer.0.attention.self.query.weight"])] == pytest.approx(5e-4)
+    assert lr_of[id(named["backbone.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-4)
+    # off by default: one learning rate for the backbone, another for the head
+    assert {g["lr"] for g in _param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2))} == {1e-3, 1e-2}
