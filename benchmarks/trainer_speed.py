@@ -32,7 +32,7 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
 
     from hft_lessons.backbone import load_backbone
     from hft_lessons.data import load_task, subset
-    from hft_lessons.methods import get_recipe, prepare_model
+    from hft_lessons.methods import RECIPES, get_recipe, prepare_model
     from hft_lessons.runtime import seed_everything
     from hft_lessons.tasks import get_task
     from hft_lessons.training import PeakMemory, TrainConfig, evaluate, train
@@ -45,10 +45,11 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     train_f = task.tokenize(train_raw, tokenizer, args.max_length)
     eval_f = task.tokenize(eval_raw, tokenizer, args.max_length, train=False)
     model = prepare_model(task.build_model(backbone), method)
-    recipe = get_recipe(method)
+    recipe = get_recipe(method, "sst2")
     if runner == "course":
         result = train(model, task, train_f, eval_f, eval_raw, tokenizer,
-                       TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, epochs=args.epochs,
+                       TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
+                                   warmup_ratio=recipe.warmup_ratio, epochs=args.epochs,
                                    batch_size=args.batch_size, progress=False))
         return {"examples_per_second": result.train_examples_per_second,
                 "peak_memory_mb": result.peak_memory_mb, "accuracy": result.metrics["accuracy"]}
@@ -66,7 +67,7 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
 
     targs = TrainingArguments(
         output_dir=os.path.join(args.tmp, f"{runner}-{method}"), per_device_train_batch_size=args.batch_size,
-        num_train_epochs=args.epochs, learning_rate=recipe.lr, weight_decay=0.01,
+        num_train_epochs=args.epochs, learning_rate=RECIPES[method].lr, weight_decay=0.01,  # one flat lr
         warmup_steps=int(0.06 * args.epochs * -(-len(train_f) // args.batch_size)),
         train_sampling_strategy="group_by_length" if runner == "hf_grouped" else "random",
         save_strategy="no", eval_strategy="no", report_to=[], logging_steps=50, seed=0,

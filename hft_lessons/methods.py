@@ -61,7 +61,10 @@ METHOD_NAMES = tuple(RECIPES)
 
 # Per-task changes to a recipe (learning rates and epochs differ between tasks), by task then method.
 TASK_OVERRIDES: dict[str, dict[str, dict]] = {
-    "sst2": {},
+    # Layer-wise lr decay (lower layers move less): over training seeds 0/1/2 on the cpu profile, full fine-tuning
+    # at 2e-4 with decay 0.8 reached 86.1/85.2/87.0% against 85.8/84.7/87.2% at a flat 1e-4, and the hybrid with
+    # decay 0.9 reached 85.4/84.3/85.0% against 85.0/84.2/85.2% without it.
+    "sst2": {"full": {"lr": 2e-4, "layer_decay": 0.8}, "hybrid": {"layer_decay": 0.9}},
     "conll2003": {"full": {"lr": 2e-4}},
     "squad": {},
 }
