@@ -66,20 +66,24 @@ def test_gradient_accumulation_and_cosine_schedule_run(sst2):
     assert result.metrics == {}
 
 
-def test_resume_gives_the_uninterrupted_metrics(sst2, tmp_path):
+@pytest.mark.parametrize("stop", [3, 8])  # 6 steps per epoch: resume inside the first epoch, then inside the second
+def test_resume_gives_the_uninterrupted_run_exactly(sst2, tmp_path, stop):
     task, tok, train_f, eval_f, eval_raw = sst2
-    cfg = dict(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=2)
-    full = train(_model(task), task, train_f, eval_f, eval_raw, tok, TrainConfig(output_dir=str(tmp_path / "a"), **cfg))
+    cfg = dict(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=1)
+    full_model, resumed_model = _model(task), _model(task)
+    full = train(full_model, task, train_f, eval_f, eval_raw, tok, TrainConfig(output_dir=str(tmp_path / "a"), **cfg))
     stopped = train(_model(task), task, train_f, eval_f, eval_raw, tok,
-                    TrainConfig(output_dir=str(tmp_path / "b"), stop_after_steps=8, **cfg))
-    assert stopped.steps == 8 and stopped.metrics == {}
+                    TrainConfig(output_dir=str(tmp_path / "b"), stop_after_steps=stop, **cfg))
+    assert stopped.steps == stop and stopped.metrics == {}
     assert not list((tmp_path / "b" / "checkpoint").glob("*.tmp*")), "no temporary files left behind"
-    resumed = train(_model(task), task, train_f, eval_f, eval_raw, tok,
+    resumed = train(resumed_model, task, train_f, eval_f, eval_raw, tok,
                     TrainConfig(output_dir=str(tmp_path / "b"), resume=True, **cfg))
     assert resumed.steps == full.steps
     assert resumed.metrics == full.metrics
     loss = lambda r: [h["loss"] for h in r.history if "loss" in h]  # noqa: E731
-    assert loss(resumed) == pytest.approx(loss(full), abs=1e-6)
+    assert loss(resumed) == loss(full)  # the same batches in the same order, the same dropout masks
+    for (name, p), q in zip(full_model.named_parameters(), resumed_model.parameters()):
+        assert torch.equal(p, q), name
 
 
 def test_early_stopping_keeps_the_best_epoch(sst2):
