@@ -46,6 +46,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _unit_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
 def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...]) -> None:
     p.add_argument("--method", required=True, choices=methods, help="what trains (default recipes per method)")
     p.add_argument("--model", default=None, help="backbone: a Hub id or local folder (default: the profile's)")
@@ -56,6 +66,8 @@ def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...]) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None)
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the method's recipe)")
+    p.add_argument("--layer-decay", type=_unit_fraction, default=None,
+                   help="each layer's lr is this times the one above's (1 = one flat rate; default: the recipe's)")
     p.add_argument("--max-length", type=_positive_int, default=None)
     p.add_argument("--eval-split", default="validation", choices=EVAL_SPLITS)
     p.add_argument("--seed", type=int, default=0)
@@ -137,6 +149,8 @@ def make_train_config(args: argparse.Namespace, method: str, task: str, settings
                                  "progress": not args.no_progress}
     if args.lr is not None:  # one learning rate for everything, the head included
         overrides.update(lr=args.lr, head_lr=None)
+    if args.layer_decay is not None:
+        overrides["layer_decay"] = args.layer_decay
     if args.epochs or epochs:
         overrides["epochs"] = args.epochs or epochs
     if args.batch_size or batch_size:

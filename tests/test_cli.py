@@ -37,6 +37,7 @@ def test_finetune_prints_metrics_last_and_writes_them(tmp_path):
     (["finetune", "--task", "sst2", "--method", "lorax"], "invalid choice: 'lorax'"),
     (["finetune", *BASE, "--method", "lora", "--epochs", "0"], "--epochs: expected a positive integer, got '0'"),
     (["finetune", *BASE, "--method", "lora", "--lr", "abc"], "--lr: expected a positive number, got 'abc'"),
+    (["finetune", *BASE, "--method", "full", "--layer-decay", "1.2"], "--layer-decay: expected a number in (0, 1], got '1.2'"),
     (["finetune", *BASE, "--method", "lora", "--eval-split", "dev"], "invalid choice: 'dev' (choose from 'validation', 'test')"),
     (["finetune", *BASE, "--method", "lora", "--eval-split", "test"], "is not in the sst2 data; available: train, validation"),
     (["finetune", *BASE, "--method", "lora", "--data-dir", "/no/such/dir"], "--data-dir '/no/such/dir' is not a folder"),

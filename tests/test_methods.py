@@ -128,6 +128,15 @@ def test_train_config_applies_the_task_overrides() -> None:
             assert cfg.epochs == (recipe.epochs or settings.epochs)
 
 
+def test_layer_decay_option_reaches_the_config() -> None:
+    from hft_lessons.cli import build_parser, make_train_config
+
+    settings = get_profile("cpu").task("sst2")
+    args = build_parser().parse_args(["finetune", "--task", "sst2", "--method", "full", "--layer-decay", "1"])
+    assert make_train_config(args, "full", "sst2", settings, None).layer_decay == 1.0
+    assert train_config("full", settings, "sst2").layer_decay == get_recipe("full", "sst2").layer_decay == 0.8
+
+
 def test_gpu_profile_fine_tunes_bert_base_with_the_published_recipes() -> None:
     """One learning rate for all of BERT-base, 10% warmup: 2e-5 SST-2, 5e-5 CoNLL-2003, 3e-5 SQuAD."""
     for task, lr in (("sst2", 2e-5), ("conll2003", 5e-5), ("squad", 3e-5)):
