@@ -82,7 +82,7 @@ def test_resume_gives_the_uninterrupted_run_exactly(sst2, tmp_path, stop):
     assert resumed.metrics == full.metrics
     loss = lambda r: [h["loss"] for h in r.history if "loss" in h]  # noqa: E731
     assert loss(resumed) == loss(full)  # the same batches in the same order, the same dropout masks
-    for (name, p), q in zip(full_model.named_parameters(), resumed_model.parameters()):
+    for (name, p), q in zip(full_model.named_parameters(), resumed_model.parameters(), strict=True):
         assert torch.equal(p, q), name
 
 
