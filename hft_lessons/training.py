@@ -356,7 +356,6 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
     step, start_epoch, skip_batches = 0, 0, 0
     best, best_state, bad_epochs, elapsed, seen = -math.inf, None, 0, 0.0, 0
     ckpt = _Checkpointer(cfg.output_dir, accelerator.process_index) if cfg.output_dir else None
-    rng = None
     if cfg.resume and ckpt is not None and ckpt.exists():
         state, rng = ckpt.load()
         unwrapped.load_state_dict(state["model"])
@@ -366,6 +365,8 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
         history, best, bad_epochs, elapsed, seen = (state["history"], state["best"], state["bad_epochs"],
                                                     state["elapsed"], state["seen"])
         best_state = state.get("best_state")
+        if rng is not None:
+            _set_rng_state(rng)
         accelerator.print(f"[hft_lessons] resumed from step {step} (epoch {start_epoch + 1}, batch {skip_batches})")
 
     stopped_early = interrupted = False
@@ -380,11 +381,7 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
                    file=sys.stdout, mininterval=1.0)
         running, running_n, batch_in_epoch = torch.zeros((), device=accelerator.device), 0, skip_batches
         t0 = time.perf_counter()
-        batch_iter = iter(batches)
-        if rng is not None:  # restored only now: a loader that skips batches draws its seed from the global RNG
-            _set_rng_state(rng)
-            rng = None
-        for batch in batch_iter:
+        for batch in batches:
             with accelerator.accumulate(model):
                 loss = task.loss(model(**batch), batch)
                 accelerator.backward(loss)
