@@ -3,14 +3,18 @@
     HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/trainer_speed.py [--max-train 4000 --epochs 2]
 
 For each method (full fine-tuning and LoRA) it trains the packaged all-MiniLM-L6-v2 with a classification
-head on SST-2 three ways: the course trainer (`hft_lessons.training.train`), `Trainer` with its default random
-sampler, and `Trainer` with `train_sampling_strategy="group_by_length"` (its fastest setting). It prints
-examples per second, peak memory and validation accuracy for each, and the ratios against `Trainer`.
+head on SST-2 up to four ways: the course trainer (`hft_lessons.training.train`) as the chapters run it
+(`course`) and with its opt-in CPU speed-ups (`course_fast`: `TrainConfig(fast_cpu=True)`, NumPy-drawn dropout
+masks and clipping inside fused AdamW), `Trainer` with its default random sampler, and `Trainer` with
+`train_sampling_strategy="group_by_length"` (its fastest setting). It prints examples per second, peak memory
+and validation accuracy for each, and the ratios against `Trainer`. `model_only` runs forward and backward over the
+same batches and nothing else (no optimizer step: nothing learns): no trainer can be faster than that.
 Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
 The course trainer uses the method's SST-2 recipe as `finetune` does (for full fine-tuning: lr 2e-4 at the top,
 layer-wise decay 0.8, head 1e-3); `Trainer` gets one flat learning rate, the method's base recipe lr (1e-4 full,
 2e-3 LoRA), as in every earlier measurement.
-`--runners course,hf_grouped` skips the slow default-sampler runs when only the fastest setting matters.
+`--runners course,hf_grouped` skips the slow default-sampler runs when only the fastest setting matters;
+by default `course_fast` is left out (add it to `--runners`).
 `--repeats N` trains every pair N times, alternating the runners, and compares medians: on a shared or
 throttled machine one run per side can be off by 10% or more.
 """
@@ -25,7 +29,10 @@ import subprocess
 import sys
 import time
 
-RUNNERS = ("course", "hf_default", "hf_grouped")
+RUNNERS = ("course", "course_fast", "hf_default", "hf_grouped", "model_only")
+DEFAULT_RUNNERS = ("course", "hf_default", "hf_grouped")
+COURSE = ("course", "course_fast")
+TRAINER = ("hf_default", "hf_grouped")
 
 
 def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]:
@@ -49,11 +56,13 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     eval_f = task.tokenize(eval_raw, tokenizer, args.max_length, train=False)
     model = prepare_model(task.build_model(backbone), method)
     recipe = get_recipe(method, "sst2")
-    if runner == "course":
+    if runner == "model_only":
+        return _model_only(model, task, train_f, tokenizer, args)
+    if runner in COURSE:
         result = train(model, task, train_f, eval_f, eval_raw, tokenizer,
                        TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
                                    warmup_ratio=recipe.warmup_ratio, epochs=args.epochs,
-                                   batch_size=args.batch_size, progress=False))
+                                   batch_size=args.batch_size, progress=False, fast_cpu=runner == "course_fast"))
         return {"examples_per_second": result.train_examples_per_second,
                 "peak_memory_mb": result.peak_memory_mb, "accuracy": result.metrics["accuracy"]}
 
@@ -89,6 +98,28 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
             "accuracy": metrics["accuracy"]}
 
 
+def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> dict[str, float]:
+    """Forward and backward over the course trainer's batches and nothing else: the ceiling for any trainer."""
+    import torch
+
+    from hft_lessons.training import PeakMemory
+
+    sampler = task.batch_sampler(train_f, args.batch_size, 0, True)
+    collate = task.collator(tokenizer)
+    model.train()
+    seen, start = 0, time.perf_counter()
+    with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
+        for epoch in range(args.epochs):
+            sampler.set_epoch(epoch)
+            for idx in sampler:
+                batch = collate([train_f[i] for i in idx])
+                task.loss(model(**batch), batch).backward()
+                model.zero_grad(set_to_none=True)  # no clipping, no optimizer step, no schedule: not training
+                seen += len(idx)
+    return {"examples_per_second": seen / (time.perf_counter() - start), "peak_memory_mb": peak.mb,
+            "accuracy": float("nan")}
+
+
 def main() -> None:
     """Run every (method, runner) pair in its own process and print the comparison."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -98,16 +129,17 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--methods", default="full,lora")
-    p.add_argument("--runners", default=",".join(RUNNERS),
-                   help="which of course, hf_default, hf_grouped to run (the ratios need course and at least one other)")
+    p.add_argument("--runners", default=",".join(DEFAULT_RUNNERS),
+                   help="which of course, course_fast, hf_default, hf_grouped to run (the ratios need a course "
+                        "runner and a Trainer one)")
     p.add_argument("--repeats", type=int, default=1, help="runs per (method, runner), alternating; medians are compared")
     p.add_argument("--tmp", default="/tmp/hft_trainer_speed")
     p.add_argument("--one", nargs=2, metavar=("RUNNER", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args()
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     unknown = sorted(set(runners) - set(RUNNERS))
-    if unknown or "course" not in runners or len(runners) < 2:
-        p.error(f"--runners {args.runners!r}: give course and at least one of hf_default, hf_grouped")
+    if unknown or not set(runners) & set(COURSE) or not set(runners) & set(TRAINER):
+        p.error(f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give a positive number of runs")
     if args.one:
@@ -132,16 +164,22 @@ def main() -> None:
     if args.repeats > 1:
         print(f"medians over {args.repeats} runs each:")
     for method in args.methods.split(","):
-        course = rows[(method, "course")]
-        others = {r: rows[(method, r)] for r in runners if r != "course"}
+        others = {r: rows[(method, r)] for r in runners if r in TRAINER}
         fastest = max(others.values(), key=lambda r: r["examples_per_second"])
-        ratios = ", ".join(f"course / Trainer {r.removeprefix('hf_')} = "
-                           f"{course['examples_per_second'] / o['examples_per_second']:.2f}x" for r, o in others.items())
         accuracies = ", ".join(f"Trainer {r.removeprefix('hf_')} {o['accuracy']:.4f}" for r, o in others.items())
-        print(f"{method}: {ratios}, course / Trainer fastest = "
-              f"{course['examples_per_second'] / fastest['examples_per_second']:.2f}x; accuracy course "
-              f"{course['accuracy']:.4f} vs {accuracies}; peak memory course / Trainer fastest "
-              f"{course['peak_memory_mb'] / fastest['peak_memory_mb']:.2f}")
+        for name in (r for r in runners if r in COURSE):
+            course = rows[(method, name)]
+            ratios = ", ".join(f"{name} / Trainer {r.removeprefix('hf_')} = "
+                               f"{course['examples_per_second'] / o['examples_per_second']:.2f}x"
+                               for r, o in others.items())
+            print(f"{method}: {ratios}, {name} / Trainer fastest = "
+                  f"{course['examples_per_second'] / fastest['examples_per_second']:.2f}x; accuracy {name} "
+                  f"{course['accuracy']:.4f} vs {accuracies}; peak memory {name} / Trainer fastest "
+                  f"{course['peak_memory_mb'] / fastest['peak_memory_mb']:.2f}")
+        if "model_only" in runners:
+            bare = rows[(method, "model_only")]["examples_per_second"]
+            print(f"{method}: forward + backward alone (no optimizer, no clipping) {bare:.1f} ex/s, the ceiling for "
+                  f"any trainer: {bare / fastest['examples_per_second']:.2f}x Trainer fastest")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,8 @@ def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...]) -> None:
     p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="optimizer steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--fast-cpu", action="store_true",
+                   help="on CPU: NumPy-drawn dropout masks and clipping inside fused AdamW (faster; other random numbers)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +148,7 @@ def make_train_config(args: argparse.Namespace, method: str, task: str, settings
 
     overrides: dict[str, Any] = {"seed": args.seed, "output_dir": str(output) if output else None,
                                  "checkpoint_every": args.checkpoint_every, "resume": args.resume,
-                                 "progress": not args.no_progress}
+                                 "progress": not args.no_progress, "fast_cpu": args.fast_cpu}
     if args.lr is not None:  # one learning rate for everything, the head included
         overrides.update(lr=args.lr, head_lr=None)
     if args.layer_decay is not None:

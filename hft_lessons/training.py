@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
+from .cpu_speedups import clip_into_optimizer, fuses_clipping, patched_dropout
 from .runtime import seed_everything
 from .tasks.base import Task
 
@@ -60,6 +62,7 @@ class TrainConfig:
     log_every: int = 20
     progress: bool = True
     stop_after_steps: int | None = None  # stop early (tests simulate an interrupted run with it)
+    fast_cpu: bool = False  # CPU speed-ups that change the random stream and rounding, not the maths (cpu_speedups)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -351,7 +354,19 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
+    fast = cfg.fast_cpu and accelerator.device.type == "cpu"
+    inner_optimizer = getattr(optimizer, "optimizer", optimizer)
+    fold_clip = fast and accelerator.mixed_precision == "no" and fuses_clipping(inner_optimizer)
+    with patched_dropout(unwrapped) if fast else contextlib.nullcontext():
+        return _loop(cfg, task, accelerator, model, unwrapped, optimizer, inner_optimizer, fold_clip, scheduler,
+                     sampler, loader, eval_features, eval_raw, tokenizer)
 
+
+def _loop(cfg: TrainConfig, task: Task, accelerator: Accelerator, model: nn.Module, unwrapped: nn.Module,
+          optimizer: Any, inner_optimizer: torch.optim.Optimizer, fold_clip: bool, scheduler: Any,
+          sampler: Any, loader: DataLoader, eval_features: Dataset | None, eval_raw: Dataset | None,
+          tokenizer) -> TrainResult:
+    """The epochs: steps, logging, checkpoints, evaluation and early stopping."""
     history: list[dict[str, float]] = []
     step, start_epoch, skip_batches = 0, 0, 0
     best, best_state, bad_epochs, elapsed, seen = -math.inf, None, 0, 0.0, 0
@@ -386,8 +401,13 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
                 loss = task.loss(model(**batch), batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    if fold_clip:  # the fused AdamW step applies the clipping scale itself
+                        clip_into_optimizer(inner_optimizer, model.parameters(), cfg.max_grad_norm)
+                    else:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
+                if fold_clip:
+                    inner_optimizer.grad_scale = None
                 optimizer.zero_grad(set_to_none=True)
             batch_in_epoch += 1
             seen += batch["input_ids"].shape[0] * accelerator.num_processes

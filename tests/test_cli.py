@@ -107,3 +107,13 @@ def test_accelerate_two_processes_match_one(tmp_path):
     # the same global batches, split in two; only the dropout masks differ (each process draws its own)
     assert abs(a["accuracy"] - b["accuracy"]) <= 3 / 66 + 1e-9
     assert (tmp_path / "ddp" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("flag, fast", [([], False), (["--fast-cpu"], True)])
+def test_fast_cpu_flag_reaches_the_training_config(flag, fast):
+    from hft_lessons.cli import build_parser, make_train_config
+    from hft_lessons.profiles import get_profile
+
+    args = build_parser().parse_args(["finetune", *BASE, "--method", "full", *flag])
+    config = make_train_config(args, "full", "sst2", get_profile("smoke").task("sst2"), None)
+    assert config.fast_cpu is fast

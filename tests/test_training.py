@@ -66,10 +66,11 @@ def test_gradient_accumulation_and_cosine_schedule_run(sst2):
     assert result.metrics == {}
 
 
-@pytest.mark.parametrize("stop", [3, 8])  # 6 steps per epoch: resume inside the first epoch, then inside the second
-def test_resume_gives_the_uninterrupted_run_exactly(sst2, tmp_path, stop):
+# 6 steps per epoch: resume inside the first epoch, then inside the second; and with the CPU speed-ups on
+@pytest.mark.parametrize("stop, fast", [(3, False), (8, False), (8, True)])
+def test_resume_gives_the_uninterrupted_run_exactly(sst2, tmp_path, stop, fast):
     task, tok, train_f, eval_f, eval_raw = sst2
-    cfg = dict(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=1)
+    cfg = dict(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=1, fast_cpu=fast)
     full_model, resumed_model = _model(task), _model(task)
     full = train(full_model, task, train_f, eval_f, eval_raw, tok, TrainConfig(output_dir=str(tmp_path / "a"), **cfg))
     stopped = train(_model(task), task, train_f, eval_f, eval_raw, tok,
