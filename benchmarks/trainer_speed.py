@@ -131,8 +131,8 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--methods", default="full,lora")
     p.add_argument("--runners", default=",".join(DEFAULT_RUNNERS),
-                   help="which of course, course_fast, hf_default, hf_grouped to run (the ratios need a course "
-                        "runner and a Trainer one)")
+                   help="which of course, course_fast, hf_default, hf_grouped, model_only to run (the ratios need "
+                        "a course runner and a Trainer one)")
     p.add_argument("--repeats", type=int, default=1, help="runs per (method, runner), alternating; medians are compared")
     p.add_argument("--tmp", default="/tmp/hft_trainer_speed")
     p.add_argument("--one", nargs=2, metavar=("RUNNER", "METHOD"), help=argparse.SUPPRESS)
@@ -140,7 +140,8 @@ def main() -> None:
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     unknown = sorted(set(runners) - set(RUNNERS))
     if unknown or not set(runners) & set(COURSE) or not set(runners) & set(TRAINER):
-        p.error(f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped")
+        p.error(f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped "
+                "(model_only may be added)")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give a positive number of runs")
     if args.one:
