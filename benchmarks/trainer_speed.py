@@ -9,7 +9,9 @@ masks and clipping inside fused AdamW), `Trainer` with its default random sample
 `train_sampling_strategy="group_by_length"` (its fastest setting). It prints examples per second, peak memory
 and validation accuracy for each, and the ratios against `Trainer`. `model_only` runs forward and backward over the
 same batches and nothing else (no optimizer step: nothing learns): no trainer that leaves the model's own
-computation (dropout included) as it is can be faster than that.
+computation (dropout included) as it is can be faster than that. `bare` is the shortest correct PyTorch loop over
+the course trainer's batches and recipe (forward, backward, clipping, fused AdamW step, learning-rate schedule;
+no Accelerate, no logging, no checkpoints): the floor for any trainer that really trains with AdamW.
 Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
 The course trainer uses the method's SST-2 recipe as `finetune` does (for full fine-tuning: lr 2e-4 at the top,
 layer-wise decay 0.8, head 1e-3); `Trainer` gets one flat learning rate, the method's base recipe lr (1e-4 full,
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import time
 
-RUNNERS = ("course", "course_fast", "hf_default", "hf_grouped", "model_only")
+RUNNERS = ("course", "course_fast", "hf_default", "hf_grouped", "model_only", "bare")
 DEFAULT_RUNNERS = ("course", "hf_default", "hf_grouped")
 COURSE = ("course", "course_fast")
 TRAINER = ("hf_default", "hf_grouped")
@@ -59,13 +61,16 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     recipe = get_recipe(method, "sst2")
     if runner == "model_only":
         return _model_only(model, task, train_f, tokenizer, args)
+    if runner == "bare":
+        return _bare(model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args)
     if runner in COURSE:
         result = train(model, task, train_f, eval_f, eval_raw, tokenizer,
                        TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
                                    warmup_ratio=recipe.warmup_ratio, epochs=args.epochs,
                                    batch_size=args.batch_size, progress=False, fast_cpu=runner == "course_fast"))
         return {"examples_per_second": result.train_examples_per_second,
-                "peak_memory_mb": result.peak_memory_mb, "accuracy": result.metrics["accuracy"]}
+                "peak_memory_mb": result.peak_memory_mb, "accuracy": result.metrics["accuracy"],
+                "weight_norm": _weight_norm(model)}
 
     class WithLoss(torch.nn.Module):
         """The same task model, returning the loss the way `Trainer` expects."""
@@ -96,7 +101,12 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     return {"examples_per_second": len(train_f) * args.epochs / seconds,
             "trainer_reported_samples_per_second": out.metrics.get("train_samples_per_second", 0.0),
             "peak_memory_mb": peak.mb,
-            "accuracy": metrics["accuracy"]}
+            "accuracy": metrics["accuracy"], "weight_norm": _weight_norm(model)}
+
+
+def _weight_norm(model) -> float:
+    """The L2 norm of the trainable weights after training: equal norms, the same training."""
+    return float(sum(p.detach().double().pow(2).sum() for p in model.parameters() if p.requires_grad)) ** 0.5
 
 
 def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> dict[str, float]:
@@ -121,6 +131,41 @@ def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> di
             "accuracy": float("nan")}
 
 
+def _bare(model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argparse.Namespace) -> dict[str, float]:
+    """The shortest correct training loop with the course trainer's batches, recipe and optimizer."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from hft_lessons.runtime import seed_everything
+    from hft_lessons.training import PeakMemory, TrainConfig, _adamw, _param_groups, evaluate
+
+    cfg = TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
+                      warmup_ratio=recipe.warmup_ratio, epochs=args.epochs, batch_size=args.batch_size)
+    sampler = task.batch_sampler(train_f, args.batch_size, 0, True)
+    collate = task.collator(tokenizer)
+    optimizer = _adamw(_param_groups(model, cfg), cfg.lr)
+    total = len(sampler) * args.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    params = [p for p in model.parameters() if p.requires_grad]
+    seed_everything(cfg.seed)  # as the course trainer does: the same dropout masks, so the same model at the end
+    model.train()
+    seen, start = 0, time.perf_counter()
+    with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
+        for epoch in range(args.epochs):
+            sampler.set_epoch(epoch)
+            for idx in sampler:
+                batch = collate([train_f[i] for i in idx])
+                task.loss(model(**batch), batch).backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                seen += len(idx)
+    seconds = time.perf_counter() - start
+    return {"examples_per_second": seen / seconds, "peak_memory_mb": peak.mb,
+            "accuracy": evaluate(model, task, eval_f, eval_raw, tokenizer)["accuracy"], "weight_norm": _weight_norm(model)}
+
+
 def main() -> None:
     """Run every (method, runner) pair in its own process and print the comparison."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -131,7 +176,7 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--methods", default="full,lora")
     p.add_argument("--runners", default=",".join(DEFAULT_RUNNERS),
-                   help="which of course, course_fast, hf_default, hf_grouped, model_only to run (the ratios need "
+                   help="which of course, course_fast, hf_default, hf_grouped, model_only, bare to run (the ratios need "
                         "a course runner and a Trainer one)")
     p.add_argument("--repeats", type=int, default=1, help="runs per (method, runner), alternating; medians are compared")
     p.add_argument("--tmp", default="/tmp/hft_trainer_speed")
@@ -141,7 +186,7 @@ def main() -> None:
     unknown = sorted(set(runners) - set(RUNNERS))
     if unknown or not set(runners) & set(COURSE) or not set(runners) & set(TRAINER):
         p.error(f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped "
-                "(model_only may be added)")
+                "(model_only and bare may be added)")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give a positive number of runs")
     if args.one:
@@ -178,6 +223,11 @@ def main() -> None:
                   f"{course['examples_per_second'] / fastest['examples_per_second']:.2f}x; accuracy {name} "
                   f"{course['accuracy']:.4f} vs {accuracies}; peak memory {name} / Trainer fastest "
                   f"{course['peak_memory_mb'] / fastest['peak_memory_mb']:.2f}")
+        if "bare" in runners:
+            floor = rows[(method, "bare")]["examples_per_second"]
+            print(f"{method}: the bare PyTorch loop (forward, backward, clipping, fused AdamW, schedule) {floor:.1f} "
+                  f"ex/s = {floor / fastest['examples_per_second']:.2f}x Trainer fastest, accuracy "
+                  f"{rows[(method, 'bare')]['accuracy']:.4f}")
         if "model_only" in runners:
             bare = rows[(method, "model_only")]["examples_per_second"]
             print(f"{method}: forward + backward alone (no optimizer, no clipping) {bare:.1f} ex/s: a trainer that "

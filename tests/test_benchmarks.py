@@ -1,5 +1,6 @@
 """The benchmark scripts reject bad options with one line that names what is allowed."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,3 +22,15 @@ def test_trainer_speed_rejects_a_bad_repeat_count():
     out = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "0"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "--repeats 0: give a positive number of runs" in out.stderr.strip().splitlines()[-1]
+
+
+def test_bare_loop_trains_exactly_what_the_course_trainer_trains():
+    """The benchmark's `bare` runner is a fair floor only if it does the course trainer's training, step for step."""
+    out = {}
+    for runner in ("course", "bare"):
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--one", runner, "full", "--max-train", "96", "--epochs", "1"],
+                              capture_output=True, text=True, check=True)
+        out[runner] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["course"]["accuracy"] == out["bare"]["accuracy"]
+    assert out["course"]["weight_norm"] == pytest.approx(out["bare"]["weight_norm"], rel=1e-9)
+    assert out["course"]["examples_per_second"] > 0 and out["bare"]["examples_per_second"] > 0
