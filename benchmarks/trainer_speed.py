@@ -109,14 +109,16 @@ def _weight_norm(model) -> float:
     return float(sum(p.detach().double().pow(2).sum() for p in model.parameters() if p.requires_grad)) ** 0.5
 
 
-def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> dict[str, float]:
-    """Forward and backward over the course trainer's batches and nothing else: a ceiling for trainers."""
+def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, after_backward) -> tuple[float, float]:
+    """Forward and backward over the course trainer's batches, then `after_backward()`; examples/s and peak MB."""
     import torch
 
+    from hft_lessons.runtime import seed_everything
     from hft_lessons.training import PeakMemory
 
     sampler = task.batch_sampler(train_f, args.batch_size, 0, True)
     collate = task.collator(tokenizer)
+    seed_everything(0)  # as the course trainer does before its loop: the same dropout masks
     model.train()
     seen, start = 0, time.perf_counter()
     with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
@@ -125,10 +127,15 @@ def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> di
             for idx in sampler:
                 batch = collate([train_f[i] for i in idx])
                 task.loss(model(**batch), batch).backward()
-                model.zero_grad(set_to_none=True)  # no clipping, no optimizer step, no schedule: not training
+                after_backward()
                 seen += len(idx)
-    return {"examples_per_second": seen / (time.perf_counter() - start), "peak_memory_mb": peak.mb,
-            "accuracy": float("nan")}
+    return seen / (time.perf_counter() - start), peak.mb
+
+
+def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> dict[str, float]:
+    """Forward and backward and nothing else (no clipping, no optimizer step: not training): a ceiling for trainers."""
+    speed, peak_mb = _timed_batches(model, task, train_f, tokenizer, args, lambda: model.zero_grad(set_to_none=True))
+    return {"examples_per_second": speed, "peak_memory_mb": peak_mb, "accuracy": float("nan")}
 
 
 def _bare(model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argparse.Namespace) -> dict[str, float]:
@@ -136,34 +143,24 @@ def _bare(model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argpa
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from hft_lessons.runtime import seed_everything
-    from hft_lessons.training import PeakMemory, TrainConfig, _adamw, _param_groups, evaluate
+    from hft_lessons.training import TrainConfig, _adamw, _param_groups, evaluate
 
     cfg = TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
                       warmup_ratio=recipe.warmup_ratio, epochs=args.epochs, batch_size=args.batch_size)
-    sampler = task.batch_sampler(train_f, args.batch_size, 0, True)
-    collate = task.collator(tokenizer)
     optimizer = _adamw(_param_groups(model, cfg), cfg.lr)
-    total = len(sampler) * args.epochs
+    total = len(task.batch_sampler(train_f, args.batch_size, 0, True)) * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     params = [p for p in model.parameters() if p.requires_grad]
-    seed_everything(cfg.seed)  # as the course trainer does: the same dropout masks, so the same model at the end
-    model.train()
-    seen, start = 0, time.perf_counter()
-    with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
-        for epoch in range(args.epochs):
-            sampler.set_epoch(epoch)
-            for idx in sampler:
-                batch = collate([train_f[i] for i in idx])
-                task.loss(model(**batch), batch).backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                seen += len(idx)
-    seconds = time.perf_counter() - start
-    return {"examples_per_second": seen / seconds, "peak_memory_mb": peak.mb,
-            "accuracy": evaluate(model, task, eval_f, eval_raw, tokenizer)["accuracy"], "weight_norm": _weight_norm(model)}
+
+    def step() -> None:
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    speed, peak_mb = _timed_batches(model, task, train_f, tokenizer, args, step)
+    return {"examples_per_second": speed, "peak_memory_mb": peak_mb, "weight_norm": _weight_norm(model),
+            "accuracy": evaluate(model, task, eval_f, eval_raw, tokenizer)["accuracy"]}
 
 
 def main() -> None:
