@@ -11,7 +11,7 @@ and validation accuracy for each, and the ratios against `Trainer`. `model_only`
 same batches and nothing else (no optimizer step: nothing learns): no trainer that leaves the model's own
 computation (dropout included) as it is can be faster than that. `bare` is the shortest correct PyTorch loop over
 the course trainer's batches and recipe (forward, backward, clipping, fused AdamW step, learning-rate schedule;
-no Accelerate, no logging, no checkpoints): the floor for any trainer that really trains with AdamW.
+no Accelerate, no logging, no checkpoints): the least work any trainer that really trains with AdamW must do.
 Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
 The course trainer uses the method's SST-2 recipe as `finetune` does (for full fine-tuning: lr 2e-4 at the top,
 layer-wise decay 0.8, head 1e-3); `Trainer` gets one flat learning rate, the method's base recipe lr (1e-4 full,
@@ -226,9 +226,9 @@ def main() -> None:
                   f"ex/s = {floor / fastest['examples_per_second']:.2f}x Trainer fastest, accuracy "
                   f"{rows[(method, 'bare')]['accuracy']:.4f}")
         if "model_only" in runners:
-            bare = rows[(method, "model_only")]["examples_per_second"]
-            print(f"{method}: forward + backward alone (no optimizer, no clipping) {bare:.1f} ex/s: a trainer that "
-                  f"leaves the model's computation as it is cannot pass {bare / fastest['examples_per_second']:.2f}x "
+            ceiling = rows[(method, "model_only")]["examples_per_second"]
+            print(f"{method}: forward + backward alone (no optimizer, no clipping) {ceiling:.1f} ex/s: a trainer that "
+                  f"leaves the model's computation as it is cannot pass {ceiling / fastest['examples_per_second']:.2f}x "
                   f"Trainer fastest")
 
 
