@@ -4,22 +4,34 @@ On the CPU this course was measured on (2 AMD cores), torch's dropout drew its m
 from its Mersenne twister: 8% of a MiniLM full fine-tuning step at batch 32. NumPy's PCG64 fills the same
 mask about four times faster.
 Gradient clipping's extra pass over every gradient can ride along inside the fused AdamW kernel, which
-already divides each gradient by a scale (the hook mixed precision uses). Both leave the expected
-update unchanged but change the numbers a run produces, so the trainer uses them only when asked
-(``TrainConfig(fast_cpu=True)``).
+already divides each gradient by a scale (the hook mixed precision uses).
+LoRA's low-rank product ``s·(x Aᵀ) Bᵀ`` is small in arithmetic but not in memory traffic: unfused it writes a
+full-size output, scales it and adds it to the projection's output, and its backward does the same for the
+input gradient. :class:`LoraFunction` accumulates it into the projection's own output (and input gradient)
+inside the matrix multiply instead.
+Full fine-tuning updates all 30,522 rows of BERT's word-embedding table every step, though a training set
+reaches only the rows of the tokens it contains (about 7,000 for 4,000 SST-2 sentences). A row that never gets
+a gradient has zero Adam moments, so AdamW only shrinks it by ``1 - lr·weight_decay`` each step.
+:class:`CompactEmbedding` trains the reachable rows as a small table and applies that shrinking to the other
+rows as one running product: the same update, without the dense 47 MB gradient and its optimizer pass.
+All of these leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so
+the trainer uses them only when asked (``TrainConfig(fast_cpu=True)``).
 """
 
 from __future__ import annotations
 
+import itertools
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["dropout_keep_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer", "fuses_clipping"]
+__all__ = ["dropout_keep_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer", "fuses_clipping",
+           "LoraFunction", "fused_lora", "CompactEmbedding", "compact_embeddings", "follow_optimizer"]
 
 _LEVELS = 1 << 16  # masks compare 16-bit random integers with a threshold
 
@@ -57,7 +69,7 @@ def patched_dropout(model: nn.Module) -> Iterator[int]:
     """Inside the block every ``nn.Dropout`` of ``model`` uses :func:`numpy_dropout`; yields how many were patched.
 
     Attention-probability dropout inside ``scaled_dot_product_attention`` is not an ``nn.Dropout`` call and
-    keeps torch's generator.
+    keeps torch's generator (computing that attention eagerly to draw it with NumPy was 2% slower).
     """
     patched = [m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace]
     for m in patched:
@@ -92,3 +104,154 @@ def clip_into_optimizer(optimizer: torch.optim.Optimizer, parameters: Iterable[n
     coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)  # as clip_grad_norm_ computes it
     optimizer.grad_scale = (1.0 / coef).to(torch.float32).reshape(())  # type: ignore[attr-defined]
     return norm
+
+
+class LoraFunction(torch.autograd.Function):
+    """``x Wᵀ + b + s·(x Aᵀ) Bᵀ`` with the low-rank term accumulated inside the matrix multiplies (W frozen)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_a: torch.Tensor,
+                lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
+        x2 = x.reshape(-1, x.shape[-1])
+        u = x2 @ lora_a.t()  # [tokens, r]
+        y = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
+        y.addmm_(u, lora_b.t(), alpha=scaling)  # y += s·u Bᵀ in the multiply's own pass over y
+        ctx.save_for_backward(x2, u, weight, lora_a, lora_b)
+        ctx.scaling, ctx.shape = scaling, x.shape
+        return y.view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x2, u, weight, lora_a, lora_b = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        gu = (g @ lora_b).mul_(ctx.scaling)  # dL/du, [tokens, r]
+        gx = (g @ weight).addmm_(gu, lora_a).view(ctx.shape) if ctx.needs_input_grad[0] else None
+        gbias = g.sum(0) if ctx.needs_input_grad[2] else None
+        ga = gu.t() @ x2 if ctx.needs_input_grad[3] else None
+        gb = (g.t() @ u).mul_(ctx.scaling) if ctx.needs_input_grad[4] else None
+        return gx, None, gbias, ga, gb, None
+
+
+def _fused_lora_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if self.base.weight.requires_grad or x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return type(self).forward(self, x)
+    return LoraFunction.apply(x, self.base.weight, self.base.bias, self.lora_A.weight, self.lora_B.weight,
+                              self.scaling)
+
+
+@contextmanager
+def fused_lora(model: nn.Module) -> Iterator[int]:
+    """Inside the block every plain LoRA projection of ``model`` runs :class:`LoraFunction`; yields how many.
+
+    Plain means: it wraps an ``nn.Linear`` directly, without LoRA dropout. Others keep their own forward,
+    as does any whose base weight trains or that runs under autocast.
+    """
+    from .delta.lora import LoraLinear
+
+    patched = [m for m in model.modules() if type(m) is LoraLinear and type(m.base) is nn.Linear
+               and isinstance(m.lora_dropout, nn.Identity)]
+    for m in patched:
+        m.forward = types.MethodType(_fused_lora_forward, m)
+    try:
+        yield len(patched)
+    finally:
+        for m in patched:
+            del m.forward
+
+
+class CompactEmbedding(nn.Module):
+    """Stands in for a word-embedding table while it trains: only ``rows`` are parameters.
+
+    The other rows get no gradient, so AdamW's only change to them is its weight decay; ``decay`` keeps the
+    running product of those factors (:meth:`after_step`) and serves them scaled by it.
+    """
+
+    def __init__(self, table: nn.Embedding, rows: torch.Tensor) -> None:
+        super().__init__()
+        self.table = table
+        self.rows = rows
+        self.weight = nn.Parameter(table.weight.detach()[rows].clone())
+        slot = torch.full((table.num_embeddings,), -1, dtype=torch.long, device=rows.device)
+        slot[rows] = torch.arange(len(rows), device=rows.device)
+        self.register_buffer("slot", slot, persistent=False)
+        self.register_buffer("decay", torch.ones((), dtype=torch.float64, device=rows.device))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The embeddings of ``input_ids``: trained rows from the small table, the others decayed."""
+        slot = self.slot[input_ids]
+        inside = slot >= 0
+        out = nn.functional.embedding(slot.clamp(min=0), self.weight)
+        if bool(inside.all()):
+            return out
+        rest = self.table.weight.detach()[input_ids] * self.decay.to(self.weight.dtype)
+        return torch.where(inside.unsqueeze(-1), out, rest)
+
+    @torch.no_grad()
+    def after_step(self, lr: float, weight_decay: float) -> None:
+        """Record one AdamW step's decoupled weight decay on the rows outside."""
+        self.decay *= 1.0 - lr * weight_decay
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Put the trained rows and the decayed other rows into the original table."""
+        weight = self.table.weight
+        outside = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
+        outside[self.rows] = False
+        weight[outside] *= self.decay.to(weight.dtype)
+        weight[self.rows] = self.weight.detach().to(weight.dtype)
+
+
+def _input_embedding_owner(model: nn.Module) -> nn.Module | None:
+    """The first submodule that hands out its word-embedding table (a Hugging Face model), or None."""
+    for m in model.modules():
+        if callable(getattr(m, "get_input_embeddings", None)) and callable(getattr(m, "set_input_embeddings", None)):
+            try:
+                if isinstance(m.get_input_embeddings(), nn.Embedding):
+                    return m
+            except NotImplementedError:
+                continue
+    return None
+
+
+@contextmanager
+def compact_embeddings(model: nn.Module, input_ids: Sequence[Sequence[int]]) -> Iterator[CompactEmbedding | None]:
+    """Inside the block the word-embedding table trains only the rows of the tokens in ``input_ids``.
+
+    Yields the :class:`CompactEmbedding` (call its ``after_step`` after every optimizer step, or use
+    :func:`follow_optimizer`), or None where it does not apply: no trainable ``nn.Embedding`` table, one
+    shared with another module (tied weights), or one with ``max_norm``, ``scale_grad_by_freq`` or sparse
+    gradients. On leaving, the table holds the trained values.
+    """
+    owner = _input_embedding_owner(model)
+    table = owner.get_input_embeddings() if owner is not None else None
+    if (table is None or not table.weight.requires_grad or table.max_norm is not None or table.scale_grad_by_freq
+            or table.sparse or sum(p is table.weight for m in model.modules() for p in m.parameters(False)) != 1):
+        yield None
+        return
+    ids = np.unique(np.fromiter(itertools.chain.from_iterable(input_ids), dtype=np.int64))
+    if table.padding_idx is not None:  # its row never gets a gradient: it only decays, like the rows outside
+        ids = ids[ids != table.padding_idx]
+    compact = CompactEmbedding(table, torch.from_numpy(ids).to(table.weight.device))
+    table.weight.requires_grad_(False)
+    owner.set_input_embeddings(compact)
+    try:
+        yield compact
+    finally:
+        compact.write_back()
+        owner.set_input_embeddings(table)
+        table.weight.requires_grad_(True)
+
+
+@contextmanager
+def follow_optimizer(compact: CompactEmbedding, optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Inside the block each real ``optimizer.step()`` records its weight decay on ``compact``'s other rows."""
+    group = next((g for g in optimizer.param_groups if any(p is compact.weight for p in g["params"])), None)
+    if group is None:
+        raise ValueError("the optimizer does not train the compact embedding table")
+    if not isinstance(optimizer, torch.optim.AdamW):
+        raise ValueError(f"a compact embedding table needs AdamW's decoupled weight decay, got {type(optimizer).__name__}")
+    handle = optimizer.register_step_post_hook(lambda *_: compact.after_step(float(group["lr"]), group["weight_decay"]))
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -26,7 +26,14 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
-from .cpu_speedups import clip_into_optimizer, fuses_clipping, patched_dropout
+from .cpu_speedups import (
+    clip_into_optimizer,
+    compact_embeddings,
+    follow_optimizer,
+    fused_lora,
+    fuses_clipping,
+    patched_dropout,
+)
 from .runtime import seed_everything
 from .tasks.base import Task
 
@@ -337,27 +344,36 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
         # BERT's pooler (and, for some heads, other weights) gets no gradient: DDP must not wait for it
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
-    sampler = task.batch_sampler(train_features, cfg.batch_size, cfg.seed, cfg.group_by_length)
-    # The loader gets its own generator: creating an iterator then never draws from the global RNG, which
-    # dropout uses, so a resumed run replays exactly the random numbers of the uninterrupted one.
-    loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=task.collator(tokenizer),
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    optimizer = _adamw(_param_groups(model, cfg), cfg.lr)
-    steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_ratio * total_steps)
-    if cfg.schedule == "linear":
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
-    elif cfg.schedule == "cosine":
-        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    unwrapped = accelerator.unwrap_model(model)
     fast = cfg.fast_cpu and accelerator.device.type == "cpu"
-    inner_optimizer = getattr(optimizer, "optimizer", optimizer)
-    fold_clip = fast and accelerator.mixed_precision == "no" and fuses_clipping(inner_optimizer)
-    with patched_dropout(unwrapped) if fast else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        # fast_cpu: train only the reachable rows of the word-embedding table (not with checkpoints, which
+        # store the model as it is outside training)
+        compact = (stack.enter_context(compact_embeddings(model, train_features["input_ids"]))
+                   if fast and not (cfg.checkpoint_every or cfg.resume) else None)
+        sampler = task.batch_sampler(train_features, cfg.batch_size, cfg.seed, cfg.group_by_length)
+        # The loader gets its own generator: creating an iterator then never draws from the global RNG, which
+        # dropout uses, so a resumed run replays exactly the random numbers of the uninterrupted one.
+        loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=task.collator(tokenizer),
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        optimizer = _adamw(_param_groups(model, cfg), cfg.lr)
+        steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
+        total_steps = steps_per_epoch * cfg.epochs
+        warmup = int(cfg.warmup_ratio * total_steps)
+        if cfg.schedule == "linear":
+            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+        elif cfg.schedule == "cosine":
+            scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+        else:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        unwrapped = accelerator.unwrap_model(model)
+        inner_optimizer = getattr(optimizer, "optimizer", optimizer)
+        fold_clip = fast and accelerator.mixed_precision == "no" and fuses_clipping(inner_optimizer)
+        if compact is not None:
+            stack.enter_context(follow_optimizer(compact, inner_optimizer))
+        if fast:
+            stack.enter_context(patched_dropout(unwrapped))
+            stack.enter_context(fused_lora(unwrapped))
         return _loop(cfg, task, accelerator, model, unwrapped, optimizer, inner_optimizer, fold_clip, scheduler,
                      sampler, loader, eval_features, eval_raw, tokenizer)
 

@@ -1,5 +1,6 @@
-"""The opt-in CPU speed-ups: NumPy-drawn dropout masks and clipping inside fused AdamW."""
+"""The opt-in CPU speed-ups: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA, compact embeddings."""
 
+import contextlib
 import copy
 
 import pytest
@@ -7,7 +8,16 @@ import torch
 from torch import nn
 
 from hft_lessons.backbone import load_backbone
-from hft_lessons.cpu_speedups import clip_into_optimizer, dropout_keep_mask, numpy_dropout, patched_dropout
+from hft_lessons.cpu_speedups import (
+    LoraFunction,
+    clip_into_optimizer,
+    compact_embeddings,
+    dropout_keep_mask,
+    follow_optimizer,
+    fused_lora,
+    numpy_dropout,
+    patched_dropout,
+)
 from hft_lessons.data import load_samples
 from hft_lessons.methods import prepare_model
 from hft_lessons.tasks import get_task
@@ -100,22 +110,162 @@ def test_clipping_inside_needs_a_fused_optimizer():
         clip_into_optimizer(torch.optim.SGD(lin.parameters(), lr=0.1), lin.parameters(), 1.0)
 
 
-def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding():
-    """With every dropout at 0 only the folded clipping differs, and it changes rounding, not the maths."""
+@pytest.mark.parametrize("method", ["full", "lora", "hybrid"])
+def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(method, monkeypatch):
+    """With every dropout at 0 the speed-ups (folded clipping, and by method the compact embedding table or the
+    fused LoRA projections) change rounding, not the maths."""
+    from hft_lessons import cpu_speedups
+
+    used = {"compact_steps": 0, "fused_calls": 0}
+    after_step, fused_forward = cpu_speedups.CompactEmbedding.after_step, cpu_speedups._fused_lora_forward
+
+    def count_step(self, lr, weight_decay):
+        used["compact_steps"] += 1
+        after_step(self, lr, weight_decay)
+
+    def count_fused(self, x):
+        used["fused_calls"] += 1
+        return fused_forward(self, x)
+
+    monkeypatch.setattr(cpu_speedups.CompactEmbedding, "after_step", count_step)
+    monkeypatch.setattr(cpu_speedups, "_fused_lora_forward", count_fused)
     task = get_task("sst2")
     tok, _ = load_backbone("tiny-random-bert", verbose=False)
     ds = load_samples("sst2")
     train_f = task.tokenize(ds["train"].select(range(64)), tok, 64)
+    eval_f = task.tokenize(ds["validation"], tok, 64, train=False)
     runs = []
     for fast in (False, True):
-        _, model = _tiny_model()
+        _, model = _tiny_model(method)
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0  # attention dropout reads its module's p too
-        result = train(model, task, train_f, None, None, tok,
+        result = train(model, task, train_f, eval_f, ds["validation"], tok,
                        TrainConfig(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
-        runs.append((model, [h["loss"] for h in result.history]))
-    (default, losses), (fast, fast_losses) = runs
+        runs.append((model, [h["loss"] for h in result.history if "loss" in h], result.metrics))
+    (default, losses, metrics), (fast, fast_losses, fast_metrics) = runs
+    assert (used["compact_steps"] == len(losses)) == (method == "full")  # one per optimizer step, full only
+    assert (used["fused_calls"] > 0) == (method != "full")
     assert fast_losses == pytest.approx(losses, rel=1e-4)
+    assert fast_metrics == pytest.approx(metrics, abs=1e-9)  # evaluated (partly) through the compact table
+    assert [n for n, _ in default.named_parameters()] == [n for n, _ in fast.named_parameters()]  # all put back
+    assert "forward" not in fast.__dict__ and not any("forward" in m.__dict__ for m in fast.modules())
     for (name, p), q in zip(default.named_parameters(), fast.parameters(), strict=True):
+        assert p.requires_grad == q.requires_grad, name
         assert (p - q).abs().max() < 1e-4, name
+
+
+def _lora_layer(bias_trains: bool = False) -> nn.Module:
+    from hft_lessons.delta.lora import LoraLinear
+
+    torch.manual_seed(0)
+    layer = LoraLinear(nn.Linear(12, 20), r=4, alpha=8)
+    nn.init.normal_(layer.lora_B.weight)  # B = 0 at init would hide half of the gradients
+    layer.base.weight.requires_grad_(False)
+    layer.base.bias.requires_grad_(bias_trains)
+    return layer
+
+
+@pytest.mark.parametrize("bias_trains", [False, True])
+def test_fused_lora_has_the_plain_outputs_and_gradients(bias_trains):
+    layer = _lora_layer(bias_trains)
+    x = torch.randn(3, 5, 12, requires_grad=True)
+    grads = []
+    for fused in (False, True):
+        with fused_lora(layer) if fused else contextlib.nullcontext(0) as patched:
+            assert patched == int(fused)
+            y = layer(x)
+            (y * torch.linspace(-1, 1, 20)).sum().backward()
+        trained = [p for p in layer.parameters() if p.requires_grad]
+        grads.append((y.detach(), x.grad.clone(), [p.grad.clone() for p in trained]))
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+    (y0, gx0, gp0), (y1, gx1, gp1) = grads
+    assert torch.allclose(y0, y1, atol=1e-6) and torch.allclose(gx0, gx1, atol=1e-6)
+    assert len(gp0) == len(gp1) == 2 + bias_trains
+    for a, b in zip(gp0, gp1, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert "forward" not in layer.__dict__  # put back
+
+
+def test_lora_function_passes_gradcheck():
+    torch.manual_seed(0)
+    args = [torch.randn(4, 6, dtype=torch.double, requires_grad=True), torch.randn(5, 6, dtype=torch.double),
+            torch.randn(5, dtype=torch.double, requires_grad=True), torch.randn(3, 6, dtype=torch.double, requires_grad=True),
+            torch.randn(5, 3, dtype=torch.double, requires_grad=True), 0.7]
+    assert torch.autograd.gradcheck(LoraFunction.apply, args)
+
+
+def test_fused_lora_leaves_lora_with_dropout_or_a_training_base_alone():
+    from hft_lessons.delta.lora import LoraLinear
+
+    with fused_lora(LoraLinear(nn.Linear(4, 4), r=2, alpha=2, dropout=0.1)) as patched:
+        assert patched == 0
+    layer = _lora_layer()
+    layer.base.weight.requires_grad_(True)
+    with fused_lora(layer):
+        layer(torch.randn(2, 12)).sum().backward()
+    assert layer.base.weight.grad is not None  # the class's own forward ran: the base weight got its gradient
+
+
+def _embedding_model() -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    return BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+
+def test_compact_embedding_table_trains_like_the_full_one():
+    """AdamW with weight decay over the whole table vs over the rows the data reaches: the same table after."""
+    train_ids = [[1, 5, 7, 9], [2, 5, 11], [7, 3, 4]]  # 0 is padding; 12..49 never seen in training
+    batches = [torch.tensor([[1, 5, 7, 9], [2, 5, 11, 0]]), torch.tensor([[7, 3, 4]])] * 3
+    unseen = torch.tensor([[12, 5, 30, 0]])
+    results = []
+    for compacted in (False, True):
+        model = _embedding_model()
+        with compact_embeddings(model, train_ids) if compacted else contextlib.nullcontext() as compact:
+            assert (compact is not None) == compacted
+            opt = torch.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.3)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))  # a changing lr
+            with follow_optimizer(compact, opt) if compacted else contextlib.nullcontext():
+                seen = []
+                for ids in batches:
+                    model(ids, attention_mask=(ids > 0).long()).last_hidden_state.pow(2).mean().backward()
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad()
+                    with torch.no_grad():
+                        seen.append(model(unseen).last_hidden_state)  # rows outside the training data, mid-run
+        results.append((model.get_input_embeddings().weight.detach().clone(), seen))
+        assert isinstance(model.get_input_embeddings(), nn.Embedding) and model.get_input_embeddings().weight.requires_grad
+    (full, seen_full), (compacted_table, seen_compact) = results
+    assert (full[12:] != _embedding_model().get_input_embeddings().weight[12:]).all()  # weight decay moved them
+    assert torch.allclose(full, compacted_table, atol=1e-6, rtol=1e-5)
+    for a, b in zip(seen_full, seen_compact, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_compact_embeddings_leave_frozen_or_tied_tables_alone():
+    model = _embedding_model()
+    model.get_input_embeddings().weight.requires_grad_(False)
+    with compact_embeddings(model, [[1, 2]]) as compact:
+        assert compact is None
+    model = _embedding_model()
+    tied = nn.ModuleDict({"encoder": model, "decoder": nn.Linear(16, 50, bias=False)})
+    tied["decoder"].weight = model.get_input_embeddings().weight
+    with compact_embeddings(tied, [[1, 2]]) as compact:
+        assert compact is None
+    with compact_embeddings(nn.Linear(3, 3), [[1]]) as compact:
+        assert compact is None
+
+
+def test_follow_optimizer_needs_adamw_training_the_compact_table():
+    model = _embedding_model()
+    with compact_embeddings(model, [[1, 2]]) as compact:
+        with pytest.raises(ValueError, match="the optimizer does not train the compact embedding table"):
+            with follow_optimizer(compact, torch.optim.AdamW(model.pooler.parameters())):
+                pass
+        with pytest.raises(ValueError, match="needs AdamW's decoupled weight decay, got SGD"):
+            with follow_optimizer(compact, torch.optim.SGD(model.parameters(), lr=0.1)):
+                pass
