@@ -5,11 +5,14 @@
 For each method (full fine-tuning and LoRA) it trains the packaged all-MiniLM-L6-v2 with a classification
 head on SST-2 up to four ways: the course trainer (`hft_lessons.training.train`) as the chapters run it
 (`course`) and with its opt-in CPU speed-ups (`course_fast`: `TrainConfig(fast_cpu=True)`, NumPy-drawn dropout
-masks and clipping inside fused AdamW), `Trainer` with its default random sampler, and `Trainer` with
+masks, clipping inside fused AdamW, LoRA's low-rank product accumulated inside the projection's matrix multiplies,
+and for full fine-tuning a word-embedding table that trains only the rows the training sentences reach; see
+`hft_lessons.cpu_speedups`), `Trainer` with its default random sampler, and `Trainer` with
 `train_sampling_strategy="group_by_length"` (its fastest setting). It prints examples per second, peak memory
 and validation accuracy for each, and the ratios against `Trainer`. `model_only` runs forward and backward over the
 same batches and nothing else (no optimizer step: nothing learns): no trainer that leaves the model's own
-computation (dropout included) as it is can be faster than that. `bare` is the shortest correct PyTorch loop over
+computation (dropout included) as it is can be faster than that; `course_fast` changes how that computation is
+done (not what it computes), so it can. `bare` is the shortest correct PyTorch loop over
 the course trainer's batches and recipe (forward, backward, clipping, fused AdamW step, learning-rate schedule;
 no Accelerate, no logging, no checkpoints): the least work any trainer that really trains with AdamW must do.
 Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
