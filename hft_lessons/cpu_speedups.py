@@ -60,6 +60,18 @@ def numpy_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Ten
     return torch.where(keep, x * scale, 0.0)
 
 
+@contextmanager
+def _forwards_replaced(modules: list[nn.Module], forward: Any) -> Iterator[int]:
+    """Inside the block each of ``modules`` runs ``forward(module, x)``; yields how many."""
+    for m in modules:
+        m.forward = types.MethodType(forward, m)
+    try:
+        yield len(modules)
+    finally:
+        for m in modules:
+            del m.forward  # back to the class's forward
+
+
 def _dropout_forward(self: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
     return numpy_dropout(x, self.p, self.training)
 
@@ -71,14 +83,9 @@ def patched_dropout(model: nn.Module) -> Iterator[int]:
     Attention-probability dropout inside ``scaled_dot_product_attention`` is not an ``nn.Dropout`` call and
     keeps torch's generator (computing that attention eagerly to draw it with NumPy was 2% slower).
     """
-    patched = [m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace]
-    for m in patched:
-        m.forward = types.MethodType(_dropout_forward, m)
-    try:
-        yield len(patched)
-    finally:
-        for m in patched:
-            del m.forward  # back to the class's forward
+    with _forwards_replaced([m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace],
+                            _dropout_forward) as patched:
+        yield patched
 
 
 def fuses_clipping(optimizer: torch.optim.Optimizer) -> bool:
@@ -155,15 +162,9 @@ def fused_lora(model: nn.Module) -> Iterator[int]:
     """
     from .delta.lora import LoraLinear
 
-    patched = [m for m in model.modules() if type(m) is LoraLinear and type(m.base) is nn.Linear
-               and isinstance(m.lora_dropout, nn.Identity)]
-    for m in patched:
-        m.forward = types.MethodType(_fused_lora_forward, m)
-    try:
-        yield len(patched)
-    finally:
-        for m in patched:
-            del m.forward
+    with _forwards_replaced([m for m in model.modules() if type(m) is LoraLinear and type(m.base) is nn.Linear
+                             and isinstance(m.lora_dropout, nn.Identity)], _fused_lora_forward) as patched:
+        yield patched
 
 
 class CompactEmbedding(nn.Module):
