@@ -14,6 +14,9 @@ reaches only the rows of the tokens it contains (6,602 for 4,000 SST-2 sentences
 a gradient has zero Adam moments, so AdamW only shrinks it by ``1 - lr·weight_decay`` each step.
 :class:`CompactEmbedding` trains the reachable rows as a small table and applies that shrinking to the other
 rows as one running product: the same update, without the dense 47 MB gradient and its optimizer pass.
+With attention dropout, ``scaled_dot_product_attention`` on the CPU runs op by op (copying every input twice
+and drawing its mask with ``bernoulli_``); :class:`AttentionFunction` does the same maths with half the copies
+and a NumPy-drawn mask, plugged into Hugging Face models as an attention function (:func:`cpu_attention`).
 All of these leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so
 the trainer uses them only when asked (``TrainConfig(fast_cpu=True)``).
 """
@@ -31,7 +34,8 @@ import torch
 from torch import nn
 
 __all__ = ["dropout_keep_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer", "fuses_clipping",
-           "LoraFunction", "fused_lora", "CompactEmbedding", "compact_embeddings", "follow_optimizer"]
+           "LoraFunction", "fused_lora", "AttentionFunction", "cpu_attention_forward", "cpu_attention",
+           "CompactEmbedding", "compact_embeddings", "follow_optimizer"]
 
 _LEVELS = 1 << 16  # masks compare 16-bit random integers with a threshold
 
@@ -80,8 +84,7 @@ def _dropout_forward(self: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
 def patched_dropout(model: nn.Module) -> Iterator[int]:
     """Inside the block every ``nn.Dropout`` of ``model`` uses :func:`numpy_dropout`; yields how many were patched.
 
-    Attention-probability dropout inside ``scaled_dot_product_attention`` is not an ``nn.Dropout`` call and
-    keeps torch's generator (computing that attention eagerly to draw it with NumPy was 2% slower).
+    Attention-probability dropout is not an ``nn.Dropout`` call: :func:`cpu_attention` draws it with NumPy.
     """
     with _forwards_replaced([m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace],
                             _dropout_forward) as patched:
@@ -120,7 +123,7 @@ class LoraFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_a: torch.Tensor,
                 lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
-        u = x2 @ lora_a.t()  # [tokens, r]
+        u = (lora_a @ x2.t()).t()  # [tokens, r], computed as a wide [r, tokens] product (faster, see backward)
         y = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
         y.addmm_(u, lora_b.t(), alpha=scaling)  # y += s·u Bᵀ in the multiply's own pass over y
         ctx.save_for_backward(x2, u, weight, lora_a, lora_b)
@@ -131,12 +134,102 @@ class LoraFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x2, u, weight, lora_a, lora_b = ctx.saved_tensors
         g = grad.reshape(-1, grad.shape[-1])
-        gu = (g @ lora_b).mul_(ctx.scaling)  # dL/du, [tokens, r]
-        gx = (g @ weight).addmm_(gu, lora_a).view(ctx.shape) if ctx.needs_input_grad[0] else None
+        # The rank-r products are written as wide [r, n] results and transposed back: MKL computes those
+        # 2-4x faster than the same numbers as tall, 8-column ones ([tokens, r] or [out, r]).
+        gu_t = (lora_b.t() @ g.t()).mul_(ctx.scaling)  # (dL/du)ᵀ, [r, tokens]
+        gx = (g @ weight).addmm_(gu_t.t(), lora_a).view(ctx.shape) if ctx.needs_input_grad[0] else None
         gbias = g.sum(0) if ctx.needs_input_grad[2] else None
-        ga = gu.t() @ x2 if ctx.needs_input_grad[3] else None
-        gb = (g.t() @ u).mul_(ctx.scaling) if ctx.needs_input_grad[4] else None
+        ga = gu_t @ x2 if ctx.needs_input_grad[3] else None
+        gb = (u.t() @ g).mul_(ctx.scaling).t() if ctx.needs_input_grad[4] else None
         return gx, None, gbias, ga, gb, None
+
+
+class AttentionFunction(torch.autograd.Function):
+    """``dropout(softmax(q kᵀ·scale + mask)) v`` for ``[batch, heads, tokens, head_dim]`` inputs, backward by hand.
+
+    With dropout, ``scaled_dot_product_attention`` on the CPU falls back to its op-by-op path, which copies
+    each input twice, scales q and k separately and draws the mask with ``bernoulli_``. This copies each
+    input once (q with the scale folded in), draws the mask with :func:`dropout_keep_mask` and writes
+    the backward as five products and one softmax gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, p: float,
+                scale: float) -> torch.Tensor:
+        b, h, t, d = q.shape
+        s = k.shape[2]
+        qs = torch.mul(q, scale, out=torch.empty((b, h, t, d), dtype=q.dtype, device=q.device))
+        k, v = k.contiguous(), v.contiguous()
+        scores = torch.bmm(qs.view(b * h, t, d), k.view(b * h, s, d).transpose(1, 2)).view(b, h, t, s)
+        if mask is not None and mask.dtype == torch.bool:  # True = attend, as SDPA reads it
+            scores.masked_fill_(~mask, float("-inf"))
+        elif mask is not None:
+            scores.add_(mask)
+        probs = torch.softmax(scores, -1)
+        keep, keep_scale = dropout_keep_mask(probs.shape, p) if p > 0 else (None, 1.0)
+        dropped = torch.where(keep, probs, 0.0).mul_(keep_scale) if keep is not None else probs
+        out = torch.bmm(dropped.view(b * h, t, s), v.view(b * h, s, d))
+        ctx.save_for_backward(qs, k, v, probs, dropped, keep)
+        ctx.scale, ctx.keep_scale = scale, keep_scale
+        return out.view(b, h, t, d)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        qs, k, v, probs, dropped, keep = ctx.saved_tensors
+        b, h, t, d = qs.shape
+        s = k.shape[2]
+        g = grad.contiguous().view(b * h, t, d)
+        gv = torch.bmm(dropped.view(b * h, t, s).transpose(1, 2), g)
+        gp = torch.bmm(g, v.view(b * h, s, d).transpose(1, 2)).view(b, h, t, s)
+        if keep is not None:
+            gp = torch.where(keep, gp, 0.0).mul_(ctx.keep_scale)
+        gs = torch._softmax_backward_data(gp, probs, -1, probs.dtype).view(b * h, t, s)
+        gq = torch.bmm(gs, k.view(b * h, s, d)).mul_(ctx.scale)
+        gk = torch.bmm(gs.transpose(1, 2), qs.view(b * h, t, d))
+        return gq.view(b, h, t, d), gk.view(b, h, s, d), gv.view(b, h, s, d), None, None, None
+
+
+ATTENTION_NAME = "hft_cpu"  # the name :func:`cpu_attention` registers with Hugging Face's attention interfaces
+
+
+def cpu_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                          attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                          **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """A Hugging Face attention function: :class:`AttentionFunction` on the CPU, SDPA's function otherwise."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    plain = (query.device.type == "cpu" and query.dtype == torch.float32 and not _cpu_autocast()
+             and query.shape[1] == key.shape[1] and not getattr(module, "is_causal", False)
+             and not any(kwargs.get(name) is not None for name in ("position_bias", "softcap", "is_causal")))
+    if not plain:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    out = AttentionFunction.apply(query, key, value, attention_mask, dropout, scale)
+    return out.transpose(1, 2).contiguous(), None
+
+
+@contextmanager
+def cpu_attention(model: nn.Module) -> Iterator[int]:
+    """Inside the block the Hugging Face models in ``model`` that use SDPA attention use :func:`cpu_attention_forward`.
+
+    Yields how many model configurations were switched (an SDPA model reads its attention function and its
+    mask format from ``config._attn_implementation``); models with other attention are left alone.
+    """
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    AttentionInterface.register(ATTENTION_NAME, cpu_attention_forward)
+    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # the same boolean masks
+    configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None
+               and getattr(c, "_attn_implementation", None) == "sdpa"}
+    for config in configs.values():
+        config._attn_implementation = ATTENTION_NAME
+    try:
+        yield len(configs)
+    finally:
+        for config in configs.values():
+            config._attn_implementation = "sdpa"
 
 
 def _cpu_autocast() -> bool:

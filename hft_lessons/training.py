@@ -29,6 +29,7 @@ from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_wi
 from .cpu_speedups import (
     clip_into_optimizer,
     compact_embeddings,
+    cpu_attention,
     follow_optimizer,
     fused_lora,
     fuses_clipping,
@@ -374,6 +375,7 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
         if fast:
             stack.enter_context(patched_dropout(unwrapped))
             stack.enter_context(fused_lora(unwrapped))
+            stack.enter_context(cpu_attention(unwrapped))
         return _loop(cfg, task, accelerator, model, unwrapped, optimizer, inner_optimizer, fold_clip, scheduler,
                      sampler, loader, eval_features, eval_raw, tokenizer)
 

@@ -9,9 +9,12 @@ from torch import nn
 
 from hft_lessons.backbone import load_backbone
 from hft_lessons.cpu_speedups import (
+    ATTENTION_NAME,
+    AttentionFunction,
     LoraFunction,
     clip_into_optimizer,
     compact_embeddings,
+    cpu_attention,
     dropout_keep_mask,
     follow_optimizer,
     fused_lora,
@@ -116,8 +119,9 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
     fused LoRA projections) change rounding, not the maths."""
     from hft_lessons import cpu_speedups
 
-    used = {"compact_steps": 0, "fused_calls": 0}
+    used = {"compact_steps": 0, "fused_calls": 0, "attention_calls": 0}
     after_step, fused_forward = cpu_speedups.CompactEmbedding.after_step, cpu_speedups._fused_lora_forward
+    attention = cpu_speedups.AttentionFunction.forward
 
     def count_step(self, lr, weight_decay):
         used["compact_steps"] += 1
@@ -128,7 +132,12 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
         return fused_forward(self, x)
 
     monkeypatch.setattr(cpu_speedups.CompactEmbedding, "after_step", count_step)
+    def count_attention(ctx, *args):
+        used["attention_calls"] += 1
+        return attention(ctx, *args)
+
     monkeypatch.setattr(cpu_speedups, "_fused_lora_forward", count_fused)
+    monkeypatch.setattr(cpu_speedups.AttentionFunction, "forward", staticmethod(count_attention))
     task = get_task("sst2")
     tok, _ = load_backbone("tiny-random-bert", verbose=False)
     ds = load_samples("sst2")
@@ -146,6 +155,8 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
     (default, losses, metrics), (fast, fast_losses, fast_metrics) = runs
     assert (used["compact_steps"] == len(losses)) == (method == "full")  # one per optimizer step, full only
     assert (used["fused_calls"] > 0) == (method != "full")
+    assert used["attention_calls"] > 0
+    assert all(m.config._attn_implementation == "sdpa" for m in fast.modules() if hasattr(m, "config"))
     assert fast_losses == pytest.approx(losses, rel=1e-4)
     assert fast_metrics == pytest.approx(metrics, abs=1e-9)  # evaluated (partly) through the compact table
     assert [n for n, _ in default.named_parameters()] == [n for n, _ in fast.named_parameters()]  # all put back
@@ -269,3 +280,83 @@ def test_follow_optimizer_needs_adamw_training_the_compact_table():
         with pytest.raises(ValueError, match="needs AdamW's decoupled weight decay, got SGD"):
             with follow_optimizer(compact, torch.optim.SGD(model.parameters(), lr=0.1)):
                 pass
+
+
+def _heads(b=3, t=5, h=2, d=4, dtype=torch.float32):
+    """q, k, v as Hugging Face hands them over: [batch, heads, tokens, head_dim] views of [batch, tokens, hidden]."""
+    return [torch.randn(b, t, h * d, dtype=dtype, requires_grad=True) for _ in range(3)]
+
+
+def _split(x, h=2):
+    b, t, hd = x.shape
+    return x.view(b, t, h, hd // h).transpose(1, 2)
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "float"])
+def test_attention_function_matches_sdpa_outputs_and_gradients(mask_kind):
+    torch.manual_seed(0)
+    base = _heads()
+    mask = {"none": None, "bool": torch.ones(3, 1, 5, 5, dtype=torch.bool),
+            "float": torch.randn(3, 1, 1, 5)}[mask_kind]
+    if mask_kind == "bool":
+        mask[1, ..., 3:] = False  # two padding tokens in the second sentence
+    weights = torch.randn(3, 2, 5, 4)
+    results = []
+    for mine in (False, True):
+        q, k, v = (_split(x) for x in base)
+        out = (AttentionFunction.apply(q, k, v, mask, 0.0, 0.3) if mine
+               else nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3))
+        (out * weights).sum().backward()
+        results.append((out.detach(), [x.grad.clone() for x in base]))
+        for x in base:
+            x.grad = None
+    (out0, grads0), (out1, grads1) = results
+    assert out1.shape == (3, 2, 5, 4)
+    assert torch.allclose(out0, out1, atol=1e-6)
+    for g0, g1 in zip(grads0, grads1, strict=True):
+        assert torch.allclose(g0, g1, atol=1e-5)
+
+
+def test_attention_function_dropout_is_the_keep_mask_applied_to_the_probabilities():
+    base = _heads()
+    torch.manual_seed(3)
+    q, k, v = (_split(x) for x in base)
+    out = AttentionFunction.apply(q, k, v, None, 0.25, 0.5)
+    out.sum().backward()
+    mine = out.detach(), [x.grad.clone() for x in base]
+    for x in base:
+        x.grad = None
+    torch.manual_seed(3)  # the same draw, by hand
+    keep, scale = dropout_keep_mask((3, 2, 5, 5), 0.25)
+    q, k, v = (_split(x) for x in base)
+    probs = torch.softmax(q @ k.transpose(-1, -2) * 0.5, -1)
+    ref = (probs * keep * scale) @ v
+    ref.sum().backward()
+    assert 0 < int((~keep).sum()) < keep.numel()
+    assert torch.allclose(mine[0], ref, atol=1e-6)
+    for g0, x in zip(mine[1], base, strict=True):
+        assert torch.allclose(g0, x.grad, atol=1e-5)
+
+
+def test_attention_function_passes_gradcheck():
+    torch.manual_seed(0)
+    q, k, v = (_split(x.detach().requires_grad_()) for x in _heads(2, 3, 2, 2, torch.double))
+    mask = torch.tensor([True, True, False]).view(1, 1, 1, 3).expand(2, 1, 3, 3)
+    assert torch.autograd.gradcheck(lambda q, k, v: AttentionFunction.apply(q, k, v, mask, 0.0, 0.6), (q, k, v))
+
+
+def test_cpu_attention_gives_a_bert_its_sdpa_outputs_and_puts_sdpa_back():
+    tok, bert = load_backbone("tiny-random-bert", verbose=False)
+    bert.eval()
+    batch = tok(["a short one", "a much longer sentence than that one"], padding=True, return_tensors="pt")
+    assert int((batch["attention_mask"] == 0).sum()) > 0  # padding, so the mask matters
+    with torch.no_grad():
+        ref = bert(**batch).last_hidden_state
+        with cpu_attention(nn.Sequential(bert)) as switched:
+            assert switched == 1 and bert.config._attn_implementation == ATTENTION_NAME
+            out = bert(**batch).last_hidden_state
+    assert bert.config._attn_implementation == "sdpa"
+    assert torch.allclose(ref, out, atol=1e-5)
+    bert.config._attn_implementation = "eager"  # other attention is left alone
+    with cpu_attention(bert) as switched:
+        assert switched == 0 and bert.config._attn_implementation == "eager"
