@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["dropout_keep_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer", "fuses_clipping",
-           "LoraFunction", "fused_lora", "AttentionFunction", "cpu_attention_forward", "cpu_attention",
+__all__ = ["dropout_keep_mask", "dropout_scale_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer",
+           "fuses_clipping", "LoraFunction", "fused_lora", "AttentionFunction", "cpu_attention_forward", "cpu_attention",
            "CompactEmbedding", "compact_embeddings", "follow_optimizer"]
 
 _LEVELS = 1 << 16  # masks compare 16-bit random integers with a threshold
@@ -50,18 +50,27 @@ def dropout_keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[to
         raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
     seed = int(torch.randint(0, 2**62, (1,)))
     numel = int(np.prod(shape)) if len(shape) else 1
-    bits = np.random.Generator(np.random.PCG64(seed)).integers(0, _LEVELS, size=numel, dtype=np.uint16)
+    # PCG64's raw 64-bit outputs, each cut into four 16-bit integers (every bit of PCG64 is equally random)
+    bits = np.random.PCG64(seed).random_raw(-(-numel // 4)).view(np.int16)[:numel]
     threshold = round(p * _LEVELS)  # drop when the 16-bit integer is below it: P(drop) = threshold / 65536
-    keep = torch.from_numpy(bits.view(np.int16)).view(shape) >= threshold - _LEVELS // 2  # int16 order = uint16 order
+    keep = torch.from_numpy(bits).view(shape) >= threshold - _LEVELS // 2  # int16 order = uint16 order
     return keep, _LEVELS / (_LEVELS - threshold)
 
 
+def dropout_scale_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """:func:`dropout_keep_mask` as one factor per entry: 0 where dropped, 1 / P(keep) where kept."""
+    keep, scale = dropout_keep_mask(shape, p)
+    return keep.to(dtype).mul_(scale)
+
+
 def numpy_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """Inverted dropout with a NumPy-drawn mask on CPU (torch's own dropout elsewhere)."""
+    """Inverted dropout with a NumPy-drawn mask on CPU (torch's own dropout elsewhere).
+
+    One multiply each way: the gradient is the upstream gradient times the same factors.
+    """
     if not training or p == 0.0 or x.device.type != "cpu":
         return nn.functional.dropout(x, p, training)
-    keep, scale = dropout_keep_mask(x.shape, p)
-    return torch.where(keep, x * scale, 0.0)
+    return x * dropout_scale_mask(x.shape, p, x.dtype)
 
 
 @contextmanager
@@ -149,7 +158,7 @@ class AttentionFunction(torch.autograd.Function):
 
     With dropout, ``scaled_dot_product_attention`` on the CPU falls back to its op-by-op path, which copies
     each input twice, scales q and k separately and draws the mask with ``bernoulli_``. This copies each
-    input once (q with the scale folded in), draws the mask with :func:`dropout_keep_mask` and writes
+    input once (q with the scale folded in), draws the mask with :func:`dropout_scale_mask` and writes
     the backward as five products and one softmax gradient.
     """
 
@@ -166,23 +175,23 @@ class AttentionFunction(torch.autograd.Function):
         elif mask is not None:
             scores.add_(mask)
         probs = torch.softmax(scores, -1)
-        keep, keep_scale = dropout_keep_mask(probs.shape, p) if p > 0 else (None, 1.0)
-        dropped = torch.where(keep, probs, 0.0).mul_(keep_scale) if keep is not None else probs
+        factors = dropout_scale_mask(probs.shape, p, probs.dtype) if p > 0 else None
+        dropped = probs * factors if factors is not None else probs
         out = torch.bmm(dropped.view(b * h, t, s), v.view(b * h, s, d))
-        ctx.save_for_backward(qs, k, v, probs, dropped, keep)
-        ctx.scale, ctx.keep_scale = scale, keep_scale
+        ctx.save_for_backward(qs, k, v, probs, dropped, factors)
+        ctx.scale = scale
         return out.view(b, h, t, d)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        qs, k, v, probs, dropped, keep = ctx.saved_tensors
+        qs, k, v, probs, dropped, factors = ctx.saved_tensors
         b, h, t, d = qs.shape
         s = k.shape[2]
         g = grad.contiguous().view(b * h, t, d)
         gv = torch.bmm(dropped.view(b * h, t, s).transpose(1, 2), g)
         gp = torch.bmm(g, v.view(b * h, s, d).transpose(1, 2)).view(b, h, t, s)
-        if keep is not None:
-            gp = torch.where(keep, gp, 0.0).mul_(ctx.keep_scale)
+        if factors is not None:
+            gp.mul_(factors)
         gs = torch._softmax_backward_data(gp, probs, -1, probs.dtype).view(b * h, t, s)
         gq = torch.bmm(gs, k.view(b * h, s, d)).mul_(ctx.scale)
         gk = torch.bmm(gs.transpose(1, 2), qs.view(b * h, t, d))
