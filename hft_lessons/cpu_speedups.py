@@ -34,8 +34,9 @@ import torch
 from torch import nn
 
 __all__ = ["dropout_keep_mask", "dropout_scale_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer",
-           "fuses_clipping", "LoraFunction", "fused_lora", "AttentionFunction", "cpu_attention_forward", "cpu_attention",
-           "CompactEmbedding", "compact_embeddings", "follow_optimizer"]
+           "fuses_clipping", "LoraFunction", "fused_lora", "AttentionFunction", "PackedAttentionFunction",
+           "cpu_attention_forward", "cpu_attention", "packed_layers", "CompactEmbedding", "compact_embeddings",
+           "follow_optimizer"]
 
 _LEVELS = 1 << 16  # masks compare 16-bit random integers with a threshold
 
@@ -153,6 +154,43 @@ class LoraFunction(torch.autograd.Function):
         return gx, None, gbias, ga, gb, None
 
 
+def _attention_core(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                    p: float) -> tuple[torch.Tensor, ...]:
+    """Attention over contiguous ``[batch, heads, tokens, head_dim]`` tensors, q already scaled.
+
+    Returns the output and what the backward needs: the probabilities, the dropped-out probabilities and the
+    dropout factors (None without dropout).
+    """
+    b, h, t, d = qs.shape
+    s = k.shape[2]
+    scores = torch.bmm(qs.view(b * h, t, d), k.view(b * h, s, d).transpose(1, 2)).view(b, h, t, s)
+    if mask is not None and mask.dtype == torch.bool:  # True = attend, as SDPA reads it
+        scores.masked_fill_(~mask, float("-inf"))
+    elif mask is not None:
+        scores.add_(mask)
+    probs = torch.softmax(scores, -1)
+    factors = dropout_scale_mask(probs.shape, p, probs.dtype) if p > 0 else None
+    dropped = probs * factors if factors is not None else probs
+    out = torch.bmm(dropped.view(b * h, t, s), v.view(b * h, s, d)).view(b, h, t, d)
+    return out, probs, dropped, factors
+
+
+def _attention_core_backward(g: torch.Tensor, qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: torch.Tensor,
+                             dropped: torch.Tensor, factors: torch.Tensor | None, scale: float) -> tuple[torch.Tensor, ...]:
+    """Gradients of :func:`_attention_core` for q (unscaled), k and v; ``g`` is contiguous like the output."""
+    b, h, t, d = qs.shape
+    s = k.shape[2]
+    g = g.view(b * h, t, d)
+    gv = torch.bmm(dropped.view(b * h, t, s).transpose(1, 2), g)
+    gp = torch.bmm(g, v.view(b * h, s, d).transpose(1, 2)).view(b, h, t, s)
+    if factors is not None:
+        gp.mul_(factors)
+    gs = torch._softmax_backward_data(gp, probs, -1, probs.dtype).view(b * h, t, s)
+    gq = torch.bmm(gs, k.view(b * h, s, d)).mul_(scale)
+    gk = torch.bmm(gs.transpose(1, 2), qs.view(b * h, t, d))
+    return gq.view(b, h, t, d), gk.view(b, h, s, d), gv.view(b, h, s, d)
+
+
 class AttentionFunction(torch.autograd.Function):
     """``dropout(softmax(q kᵀ·scale + mask)) v`` for ``[batch, heads, tokens, head_dim]`` inputs, backward by hand.
 
@@ -165,37 +203,49 @@ class AttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, p: float,
                 scale: float) -> torch.Tensor:
-        b, h, t, d = q.shape
-        s = k.shape[2]
-        qs = torch.mul(q, scale, out=torch.empty((b, h, t, d), dtype=q.dtype, device=q.device))
+        qs = torch.mul(q, scale, out=torch.empty(q.shape, dtype=q.dtype, device=q.device))
         k, v = k.contiguous(), v.contiguous()
-        scores = torch.bmm(qs.view(b * h, t, d), k.view(b * h, s, d).transpose(1, 2)).view(b, h, t, s)
-        if mask is not None and mask.dtype == torch.bool:  # True = attend, as SDPA reads it
-            scores.masked_fill_(~mask, float("-inf"))
-        elif mask is not None:
-            scores.add_(mask)
-        probs = torch.softmax(scores, -1)
-        factors = dropout_scale_mask(probs.shape, p, probs.dtype) if p > 0 else None
-        dropped = probs * factors if factors is not None else probs
-        out = torch.bmm(dropped.view(b * h, t, s), v.view(b * h, s, d))
+        out, probs, dropped, factors = _attention_core(qs, k, v, mask, p)
         ctx.save_for_backward(qs, k, v, probs, dropped, factors)
         ctx.scale = scale
-        return out.view(b, h, t, d)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        qs, k, v, probs, dropped, factors = ctx.saved_tensors
-        b, h, t, d = qs.shape
-        s = k.shape[2]
-        g = grad.contiguous().view(b * h, t, d)
-        gv = torch.bmm(dropped.view(b * h, t, s).transpose(1, 2), g)
-        gp = torch.bmm(g, v.view(b * h, s, d).transpose(1, 2)).view(b, h, t, s)
-        if factors is not None:
-            gp.mul_(factors)
-        gs = torch._softmax_backward_data(gp, probs, -1, probs.dtype).view(b * h, t, s)
-        gq = torch.bmm(gs, k.view(b * h, s, d)).mul_(ctx.scale)
-        gk = torch.bmm(gs.transpose(1, 2), qs.view(b * h, t, d))
-        return gq.view(b, h, t, d), gk.view(b, h, s, d), gv.view(b, h, s, d), None, None, None
+        return (*_attention_core_backward(grad.contiguous(), *ctx.saved_tensors, ctx.scale), None, None, None)
+
+
+class PackedAttentionFunction(torch.autograd.Function):
+    """:class:`AttentionFunction` for q, k, v given as ``[tokens, hidden]``: only the real tokens, no padding.
+
+    ``rows`` and ``cols`` say where each token sits in the ``[batch, length]`` grid and ``keep`` marks the
+    real ones there. The tokens are scattered into the padded per-head layout (the copy attention needs
+    anyway) and the output gathered back, so everything around attention can skip the padding.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                keep: torch.Tensor, heads: int, p: float, scale: float) -> torch.Tensor:
+        b, t = keep.shape
+        d = q.shape[-1] // heads
+
+        def unpack(x: torch.Tensor) -> torch.Tensor:
+            grid = x.new_zeros(b, heads, t, d)  # zeros, not garbage, at padding: 0 x NaN would be NaN
+            grid.permute(0, 2, 1, 3)[rows, cols] = x.view(-1, heads, d)
+            return grid
+
+        qs, k4, v4 = unpack(q * scale), unpack(k), unpack(v)
+        out, probs, dropped, factors = _attention_core(qs, k4, v4, keep[:, None, None, :], p)
+        ctx.save_for_backward(qs, k4, v4, probs, dropped, factors, rows, cols)
+        ctx.scale, ctx.unpack = scale, unpack
+        return out.permute(0, 2, 1, 3)[rows, cols].reshape(q.shape)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        *saved, rows, cols = ctx.saved_tensors
+        grads = _attention_core_backward(ctx.unpack(grad), *saved, ctx.scale)
+        return (*(g.permute(0, 2, 1, 3)[rows, cols].reshape(grad.shape) for g in grads),
+                None, None, None, None, None, None)
 
 
 ATTENTION_NAME = "hft_cpu"  # the name :func:`cpu_attention` registers with Hugging Face's attention interfaces
@@ -239,6 +289,60 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
     finally:
         for config in configs.values():
             config._attn_implementation = "sdpa"
+
+
+def _padding_keep(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The ``[batch, length]`` real-token mask behind a padding-only attention mask, or None if there is none."""
+    if (hidden.device.type != "cpu" or hidden.dtype != torch.float32 or _cpu_autocast() or mask is None
+            or mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2] != hidden.shape[1]):
+        return None
+    keep = mask[:, 0, 0, :]  # what the first token may attend to: the real tokens, if the mask is padding only
+    if bool(keep.all()) or not torch.equal(mask, keep[:, None, None, :].expand_as(mask)):
+        return None
+    return keep
+
+
+def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                          encoder_hidden_states: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+    keep = _padding_keep(hidden_states, attention_mask)
+    if keep is None or encoder_hidden_states is not None or args or any(
+            kwargs.get(name) for name in ("encoder_attention_mask", "cache", "past_key_values", "output_attentions")):
+        return type(self).forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
+    rows, cols = keep.nonzero(as_tuple=True)
+    x = hidden_states[rows, cols].unsqueeze(0)  # [1, real tokens, hidden]
+    attn = self.attention.self
+    context = PackedAttentionFunction.apply(attn.query(x)[0], attn.key(x)[0], attn.value(x)[0], rows, cols, keep,
+                                            attn.num_attention_heads, attn.dropout.p if attn.training else 0.0,
+                                            attn.scaling)
+    out = self.feed_forward_chunk(self.attention.output(context.unsqueeze(0), x))[0]
+    return hidden_states.new_zeros(hidden_states.shape).index_put((rows, cols), out)
+
+
+def _packable(layer: nn.Module) -> bool:
+    """A Hugging Face BERT layer (transformers >= 5) whose attention and feed-forward nothing has replaced."""
+    import transformers
+
+    if type(layer).__name__ != "BertLayer" or int(transformers.__version__.split(".")[0]) < 5:
+        return False
+    attention = getattr(layer, "attention", None)
+    attn = getattr(attention, "self", None)
+    return (type(attention).__name__ == "BertAttention" and type(attn).__name__ == "BertSelfAttention"
+            and not layer.is_decoder and not layer.chunk_size_feed_forward and hasattr(attn, "scaling")
+            and getattr(attn.config, "_attn_implementation", None) in ("sdpa", ATTENTION_NAME)
+            and not any("forward" in m.__dict__ for m in (layer, attention, attn)))
+
+
+@contextmanager
+def packed_layers(model: nn.Module) -> Iterator[int]:
+    """Inside the block the BERT layers of ``model`` skip padding on the CPU; yields how many.
+
+    Each layer gathers its batch's real tokens into one ``[tokens, hidden]`` block, runs the projections,
+    feed-forward network, dropout and LayerNorms on those only, and attention through
+    :class:`PackedAttentionFunction`. Real tokens get exactly what the padded layer computes; padding
+    positions come out as zeros (the course's heads and losses never read them).
+    """
+    with _forwards_replaced([m for m in model.modules() if _packable(m)], _packed_layer_forward) as patched:
+        yield patched
 
 
 def _cpu_autocast() -> bool:

@@ -33,6 +33,7 @@ from .cpu_speedups import (
     follow_optimizer,
     fused_lora,
     fuses_clipping,
+    packed_layers,
     patched_dropout,
 )
 from .runtime import seed_everything
@@ -376,6 +377,7 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
             stack.enter_context(patched_dropout(unwrapped))
             stack.enter_context(fused_lora(unwrapped))
             stack.enter_context(cpu_attention(unwrapped))
+            stack.enter_context(packed_layers(unwrapped))
         return _loop(cfg, task, accelerator, model, unwrapped, optimizer, inner_optimizer, fold_clip, scheduler,
                      sampler, loader, eval_features, eval_raw, tokenizer)
 

@@ -12,6 +12,7 @@ from hft_lessons.cpu_speedups import (
     ATTENTION_NAME,
     AttentionFunction,
     LoraFunction,
+    PackedAttentionFunction,
     clip_into_optimizer,
     compact_embeddings,
     cpu_attention,
@@ -19,6 +20,7 @@ from hft_lessons.cpu_speedups import (
     follow_optimizer,
     fused_lora,
     numpy_dropout,
+    packed_layers,
     patched_dropout,
 )
 from hft_lessons.data import load_samples
@@ -119,9 +121,9 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
     fused LoRA projections) change rounding, not the maths."""
     from hft_lessons import cpu_speedups
 
-    used = {"compact_steps": 0, "fused_calls": 0, "attention_calls": 0}
+    used = {"compact_steps": 0, "fused_calls": 0, "attention_calls": 0, "packed_calls": 0}
     after_step, fused_forward = cpu_speedups.CompactEmbedding.after_step, cpu_speedups._fused_lora_forward
-    attention = cpu_speedups.AttentionFunction.forward
+    attention, packed = cpu_speedups.AttentionFunction.forward, cpu_speedups.PackedAttentionFunction.forward
 
     def count_step(self, lr, weight_decay):
         used["compact_steps"] += 1
@@ -137,7 +139,12 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
         return attention(ctx, *args)
 
     monkeypatch.setattr(cpu_speedups, "_fused_lora_forward", count_fused)
+    def count_packed(ctx, *args):
+        used["packed_calls"] += 1
+        return packed(ctx, *args)
+
     monkeypatch.setattr(cpu_speedups.AttentionFunction, "forward", staticmethod(count_attention))
+    monkeypatch.setattr(cpu_speedups.PackedAttentionFunction, "forward", staticmethod(count_packed))
     task = get_task("sst2")
     tok, _ = load_backbone("tiny-random-bert", verbose=False)
     ds = load_samples("sst2")
@@ -155,7 +162,7 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
     (default, losses, metrics), (fast, fast_losses, fast_metrics) = runs
     assert (used["compact_steps"] == len(losses)) == (method == "full")  # one per optimizer step, full only
     assert (used["fused_calls"] > 0) == (method != "full")
-    assert used["attention_calls"] > 0
+    assert used["packed_calls"] > 0  # padded batches; AttentionFunction takes those without padding
     assert all(m.config._attn_implementation == "sdpa" for m in fast.modules() if hasattr(m, "config"))
     assert fast_losses == pytest.approx(losses, rel=1e-4)
     assert fast_metrics == pytest.approx(metrics, abs=1e-9)  # evaluated (partly) through the compact table
@@ -360,3 +367,60 @@ def test_cpu_attention_gives_a_bert_its_sdpa_outputs_and_puts_sdpa_back():
     bert.config._attn_implementation = "eager"  # other attention is left alone
     with cpu_attention(bert) as switched:
         assert switched == 0 and bert.config._attn_implementation == "eager"
+
+
+def test_packed_attention_matches_padded_attention_on_the_real_tokens():
+    torch.manual_seed(0)
+    keep = torch.tensor([[True, True, True, False, False], [True, True, True, True, True], [True, True, False, False, False]])
+    base = _heads()
+    weights = torch.randn(3, 5, 8)
+    rows, cols = keep.nonzero(as_tuple=True)
+    results = []
+    for packed in (False, True):
+        if packed:
+            out = PackedAttentionFunction.apply(*(x[rows, cols] for x in base), rows, cols, keep, 2, 0.0, 0.4)
+            loss = (out * weights[rows, cols]).sum()
+        else:
+            q, k, v = (_split(x) for x in base)
+            out = AttentionFunction.apply(q, k, v, keep[:, None, None, :], 0.0, 0.4).transpose(1, 2).reshape(3, 5, 8)
+            loss, out = (out * weights)[keep].sum(), out[keep]
+        loss.backward()
+        results.append((out.detach(), [x.grad.clone() for x in base]))
+        for x in base:
+            x.grad = None
+    (out0, grads0), (out1, grads1) = results
+    assert out1.shape == (int(keep.sum()), 8)
+    assert torch.allclose(out0, out1, atol=1e-6)
+    for g0, g1 in zip(grads0, grads1, strict=True):
+        assert torch.allclose(g0, g1, atol=1e-5)
+        assert not g1[~keep].any()  # padding gets no gradient
+
+
+def test_packed_layers_give_the_real_tokens_the_padded_outputs_and_gradients():
+    tok, bert = load_backbone("tiny-random-bert", verbose=False)
+    for m in bert.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    batch = tok(["a short one", "a much longer sentence than that one", "a middle one here"], padding=True,
+                return_tensors="pt")
+    keep = batch["attention_mask"].bool()
+    assert not keep.all()
+    results = []
+    for packed in (False, True):
+        bert.zero_grad(set_to_none=True)
+        with packed_layers(bert) if packed else contextlib.nullcontext(0) as patched:
+            assert patched == (bert.config.num_hidden_layers if packed else 0)
+            out = bert(**batch).last_hidden_state
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+        (out[keep] * weights[keep]).sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None}))
+    (out0, grads0), (out1, grads1) = results
+    assert torch.allclose(out0[keep], out1[keep], atol=1e-5)
+    assert not out1[~keep].any()  # padding positions: zeros
+    assert grads0.keys() == grads1.keys() and len(grads0) > 0
+    for name, g in grads0.items():
+        assert torch.allclose(g, grads1[name], atol=1e-5), name
+    assert not any("forward" in m.__dict__ for m in bert.modules())  # put back
+    unpadded = tok(["two words", "two more"], return_tensors="pt")  # no padding: the layer's own forward
+    with torch.no_grad(), packed_layers(bert):
+        assert torch.allclose(bert(**unpadded).last_hidden_state, bert(**unpadded).last_hidden_state)
