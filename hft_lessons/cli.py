@@ -76,9 +76,10 @@ def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...]) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--fast-cpu", action="store_true",
-                   help="on CPU: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA projections and "
-                        "a word-embedding table trained only where the data reaches (faster; same maths, other "
-                        "random numbers and rounding)")
+                   help="on CPU: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA projections, "
+                        "attention with a hand-written backward, BERT layers that skip padding and a word-embedding "
+                        "table trained only where the data reaches (faster; same maths, other random numbers and "
+                        "rounding)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -374,12 +374,12 @@ def test_packed_attention_matches_padded_attention_on_the_real_tokens():
     keep = torch.tensor([[True, True, True, False, False], [True, True, True, True, True], [True, True, False, False, False]])
     base = _heads()
     weights = torch.randn(3, 5, 8)
-    rows, cols = keep.nonzero(as_tuple=True)
+    index = keep.reshape(-1).nonzero().squeeze(1)
     results = []
     for packed in (False, True):
         if packed:
-            out = PackedAttentionFunction.apply(*(x[rows, cols] for x in base), rows, cols, keep, 2, 0.0, 0.4)
-            loss = (out * weights[rows, cols]).sum()
+            out = PackedAttentionFunction.apply(*(x[keep] for x in base), index, keep, 2, 0.0, 0.4)
+            loss = (out * weights[keep]).sum()
         else:
             q, k, v = (_split(x) for x in base)
             out = AttentionFunction.apply(q, k, v, keep[:, None, None, :], 0.0, 0.4).transpose(1, 2).reshape(3, 5, 8)
