@@ -6,7 +6,8 @@ For each method (full fine-tuning and LoRA) it trains the packaged all-MiniLM-L6
 head on SST-2 up to four ways: the course trainer (`hft_lessons.training.train`) as the chapters run it
 (`course`) and with its opt-in CPU speed-ups (`course_fast`: `TrainConfig(fast_cpu=True)`, NumPy-drawn dropout
 masks, clipping inside fused AdamW, LoRA's low-rank product accumulated inside the projection's matrix multiplies,
-and for full fine-tuning a word-embedding table that trains only the rows the training sentences reach; see
+attention with a hand-written backward, BERT layers that skip padding, and for full fine-tuning a word-embedding
+table that trains only the rows the training sentences reach; see
 `hft_lessons.cpu_speedups`), `Trainer` with its default random sampler, and `Trainer` with
 `train_sampling_strategy="group_by_length"` (its fastest setting). It prints examples per second, peak memory
 and validation accuracy for each, and the ratios against `Trainer`. `model_only` runs forward and backward over the
