@@ -279,9 +279,12 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
     Yields how many model configurations were switched (an SDPA model reads its attention function and its
     mask format from ``config._attn_implementation``); models with other attention are left alone.
     """
-    from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-
+    try:
+        from transformers import AttentionInterface, AttentionMaskInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+    except ImportError:  # transformers without pluggable attention: SDPA as it is
+        yield 0
+        return
     AttentionInterface.register(ATTENTION_NAME, cpu_attention_forward)
     AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # the same boolean masks
     configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None
@@ -298,7 +301,7 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
 def _padding_keep(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
     """The ``[batch, length]`` real-token mask behind a padding-only attention mask, or None if there is none."""
     if (hidden.device.type != "cpu" or hidden.dtype != torch.float32 or _cpu_autocast() or mask is None
-            or mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2] != hidden.shape[1]):
+            or mask.dtype != torch.bool or mask.shape != (hidden.shape[0], 1, hidden.shape[1], hidden.shape[1])):
         return None
     keep = mask[:, 0, 0, :]  # what the first token may attend to: the real tokens, if the mask is padding only
     if bool(keep.all()) or not torch.equal(mask, keep[:, None, None, :].expand_as(mask)):
@@ -309,8 +312,8 @@ def _padding_keep(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
 def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                           encoder_hidden_states: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
     keep = _padding_keep(hidden_states, attention_mask)
-    if keep is None or encoder_hidden_states is not None or args or any(
-            kwargs.get(name) for name in ("encoder_attention_mask", "cache", "past_key_values", "output_attentions")):
+    if (keep is None or encoder_hidden_states is not None or args or kwargs.get("output_attentions")
+            or any(kwargs.get(name) is not None for name in ("encoder_attention_mask", "cache", "past_key_values"))):
         return type(self).forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
     b, t, hidden = hidden_states.shape
     index = keep.reshape(-1).nonzero().squeeze(1)
@@ -324,7 +327,7 @@ def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attentio
 
 
 def _packable(layer: nn.Module) -> bool:
-    """A Hugging Face BERT layer (transformers >= 5) whose attention and feed-forward nothing has replaced."""
+    """A Hugging Face BERT layer (transformers >= 5) whose forward, attention and hooks nothing has replaced or added."""
     import transformers
 
     if type(layer).__name__ != "BertLayer" or int(transformers.__version__.split(".")[0]) < 5:
@@ -334,7 +337,8 @@ def _packable(layer: nn.Module) -> bool:
     return (type(attention).__name__ == "BertAttention" and type(attn).__name__ == "BertSelfAttention"
             and not layer.is_decoder and not layer.chunk_size_feed_forward and hasattr(attn, "scaling")
             and getattr(attn.config, "_attn_implementation", None) in ("sdpa", ATTENTION_NAME)
-            and not any("forward" in m.__dict__ for m in (layer, attention, attn)))
+            and not any("forward" in m.__dict__ or m._forward_hooks or m._forward_pre_hooks
+                        for m in (layer, attention, attn)))
 
 
 @contextmanager

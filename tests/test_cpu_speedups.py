@@ -424,3 +424,22 @@ def test_packed_layers_give_the_real_tokens_the_padded_outputs_and_gradients():
     unpadded = tok(["two words", "two more"], return_tensors="pt")  # no padding: the layer's own forward
     with torch.no_grad(), packed_layers(bert):
         assert torch.allclose(bert(**unpadded).last_hidden_state, bert(**unpadded).last_hidden_state)
+
+
+@pytest.mark.parametrize("method", ["adapter", "ia3", "prefix", "unipelt"])
+def test_fast_cpu_leaves_the_other_methods_their_maths(method):
+    """Methods that hook or widen attention (prefixes, gates) keep the layer's own forward; all train as by default."""
+    task = get_task("sst2")
+    tok, _ = load_backbone("tiny-random-bert", verbose=False)
+    ds = load_samples("sst2")
+    train_f = task.tokenize(ds["train"].select(range(32)), tok, 64)
+    losses = []
+    for fast in (False, True):
+        _, model = _tiny_model(method)
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+        result = train(model, task, train_f, None, None, tok,
+                       TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
+        losses.append([h["loss"] for h in result.history if "loss" in h])
+    assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-4)
