@@ -347,7 +347,7 @@ def packed_layers(model: nn.Module) -> Iterator[int]:
 
     Each layer gathers its batch's real tokens into one ``[tokens, hidden]`` block, runs the projections,
     feed-forward network, dropout and LayerNorms on those only, and attention through
-    :class:`PackedAttentionFunction`. Real tokens get exactly what the padded layer computes; padding
+    :class:`PackedAttentionFunction`. Real tokens get what the padded layer computes, up to rounding; padding
     positions come out as zeros (the course's heads and losses never read them).
     """
     with _forwards_replaced([m for m in model.modules() if _packable(m)], _packed_layer_forward) as patched:
