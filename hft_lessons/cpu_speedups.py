@@ -20,6 +20,14 @@ and a NumPy-drawn mask, plugged into Hugging Face models as an attention functio
 Grouping sentences by length still leaves about 7% padding tokens in SST-2's batches of 32; with
 :func:`packed_layers` each BERT layer runs its projections, feed-forward network, dropout and LayerNorms on
 the real tokens only and attention through :class:`PackedAttentionFunction`.
+Matrix multiplies are most of a step. PyTorch sends float32 ones on the CPU to MKL, whose kernels for AMD
+processors use 256-bit AVX2; oneDNN (also inside PyTorch, behind ``torch.ops.mkldnn._linear_pointwise``)
+compiles its kernels for the processor it finds, AVX-512 included: on the 2-core AMD Zen 5 machine of the
+course's benchmark about twice as fast for BERT's projections. :class:`OneDnnLinearFunction` runs a linear
+layer's forward, input gradient and weight gradient there, and :func:`onednn_linear` switches a model's
+linear layers over only where :func:`onednn_is_faster` measured oneDNN ahead on this machine. oneDNN
+builds a kernel for every new number of rows (about 3 ms), so packed layers pad their rows up to a multiple
+of :data:`ROW_MULTIPLE`.
 All of these leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so
 the trainer uses them only when asked (``TrainConfig(fast_cpu=True)``).
 """
@@ -27,6 +35,8 @@ the trainer uses them only when asked (``TrainConfig(fast_cpu=True)``).
 from __future__ import annotations
 
 import itertools
+import math
+import time
 import types
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,7 +49,8 @@ from torch import nn
 __all__ = ["dropout_keep_mask", "dropout_scale_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer",
            "fuses_clipping", "LoraFunction", "fused_lora", "AttentionFunction", "PackedAttentionFunction",
            "cpu_attention_forward", "cpu_attention", "packed_layers", "CompactEmbedding", "compact_embeddings",
-           "follow_optimizer"]
+           "follow_optimizer", "OneDnnLinearFunction", "onednn_is_faster", "onednn_linear", "own_weights",
+           "ROW_MULTIPLE"]
 
 _LEVELS = 1 << 16  # masks compare 16-bit random integers with a threshold
 
@@ -128,6 +139,126 @@ def clip_into_optimizer(optimizer: torch.optim.Optimizer, parameters: Iterable[n
     optimizer.grad_scale = (1.0 / coef).to(torch.float32).reshape(())  # type: ignore[attr-defined]
     return norm
 
+ROW_MULTIPLE = 64  # packed layers pad their token rows to a multiple of this: few distinct oneDNN kernels per run
+_MIN_SIZE = 64  # smaller matrices (a pooler over [CLS] rows, a 2-way classifier) stay with MKL
+
+
+def _onednn_op() -> Any:
+    """PyTorch's oneDNN linear operator, or None where this build has none."""
+    try:
+        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _onednn_mm(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b_tᵀ (+ bias)`` by oneDNN; ``a`` and ``b_t`` may be transposed views."""
+    return torch.ops.mkldnn._linear_pointwise(a, b_t, bias, "none", [], "")
+
+
+class OneDnnLinearFunction(torch.autograd.Function):
+    """``x Wᵀ + b`` with the forward, input-gradient and weight-gradient products computed by oneDNN."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        x2 = x.reshape(-1, x.shape[-1]).contiguous()
+        ctx.save_for_backward(x2, weight)
+        ctx.shape, ctx.has_bias = x.shape, bias is not None
+        return _onednn_mm(x2, weight, bias).view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x2, weight = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1]).contiguous()
+        gx = _onednn_mm(g, weight.t()).view(ctx.shape) if ctx.needs_input_grad[0] else None
+        gw = _onednn_mm(g.t(), x2.t()) if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def _onednn_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True for float32 CPU products big enough for oneDNN to win (no autocast, no tiny dimension)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and not _cpu_autocast() and min(weight.shape) >= _MIN_SIZE and x.numel() >= _MIN_SIZE * x.shape[-1])
+
+
+_ONEDNN_FASTER: dict[int, bool] = {}
+
+
+def onednn_is_faster(min_gain: float = 1.15) -> bool:
+    """Whether oneDNN multiplies BERT-sized float32 matrices at least ``min_gain`` times as fast as MKL here.
+
+    Timed once per thread count (about 50 ms): a 512-row forward and weight-gradient product of a
+    384 → 1536 projection, best of several tries each.
+    """
+    threads = torch.get_num_threads()
+    if threads not in _ONEDNN_FASTER:
+        if _onednn_op() is None:
+            _ONEDNN_FASTER[threads] = False
+            return False
+        x, w, g = torch.randn(512, 384), torch.randn(1536, 384), torch.randn(512, 1536)
+
+        def best(fn: Any) -> float:
+            fn()
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            return min(times)
+
+        mkl = best(lambda: (x @ w.t(), g.t() @ x))
+        try:
+            dnnl = best(lambda: (_onednn_mm(x, w), _onednn_mm(g.t(), x.t())))
+        except RuntimeError:  # a build whose operator takes other arguments
+            dnnl = math.inf
+        _ONEDNN_FASTER[threads] = mkl >= min_gain * dnnl
+    return _ONEDNN_FASTER[threads]
+
+
+_USE_ONEDNN = [False]  # set inside onednn_linear(): LoRA's base product follows it too
+
+
+def _onednn_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    if not _onednn_fits(x, self.weight):
+        return nn.functional.linear(x, self.weight, self.bias)
+    return OneDnnLinearFunction.apply(x, self.weight, self.bias)
+
+
+@contextmanager
+def onednn_linear(model: nn.Module) -> Iterator[int]:
+    """Inside the block the ``nn.Linear`` layers of ``model`` multiply with oneDNN where it is faster; yields how many.
+
+    Nothing changes (yields 0) where :func:`onednn_is_faster` finds MKL as fast. LoRA's fused projections
+    (:func:`fused_lora`) use oneDNN for their frozen product as well.
+    """
+    if not onednn_is_faster():
+        yield 0
+        return
+    _USE_ONEDNN[0] = True
+    try:
+        with _forwards_replaced([m for m in model.modules() if type(m) is nn.Linear], _onednn_linear_forward) as n:
+            yield n
+    finally:
+        _USE_ONEDNN[0] = False
+
+
+@torch.no_grad()
+def own_weights(model: nn.Module) -> int:
+    """Copy the trainable CPU parameters into memory of their own; return how many bytes were copied.
+
+    ``from_pretrained`` maps the safetensors file privately and hands out parameters that live in that
+    mapping. The first optimizer step then copies each 4 KB page on write, and every such copy flushes the
+    page from all cores' TLBs: about 2.5 s for MiniLM's 23M parameters on the 2-core benchmark machine, a
+    copy in one pass beforehand about 20 ms. Values, ``Parameter`` objects and ties stay the same.
+    """
+    copied = 0
+    for p in {id(p): p for p in model.parameters()}.values():
+        if p.requires_grad and p.device.type == "cpu":
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+            copied += p.numel() * p.element_size()
+    return copied
+
 
 class LoraFunction(torch.autograd.Function):
     """``x Wᵀ + b + s·(x Aᵀ) Bᵀ`` with the low-rank term accumulated inside the matrix multiplies (W frozen)."""
@@ -137,10 +268,15 @@ class LoraFunction(torch.autograd.Function):
                 lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
         u = (lora_a @ x2.t()).t()  # [tokens, r], computed as a wide [r, tokens] product (faster, see backward)
-        y = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
+        dnnl = _USE_ONEDNN[0] and _onednn_fits(x2, weight)
+        if dnnl:
+            x2 = x2.contiguous()
+            y = _onednn_mm(x2, weight, bias)
+        else:
+            y = torch.addmm(bias, x2, weight.t()) if bias is not None else x2 @ weight.t()
         y.addmm_(u, lora_b.t(), alpha=scaling)  # y += s·u Bᵀ in the multiply's own pass over y
         ctx.save_for_backward(x2, u, weight, lora_a, lora_b)
-        ctx.scaling, ctx.shape = scaling, x.shape
+        ctx.scaling, ctx.shape, ctx.dnnl = scaling, x.shape, dnnl
         return y.view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -150,7 +286,11 @@ class LoraFunction(torch.autograd.Function):
         # The rank-r products are written as wide [r, n] results and transposed back: MKL computes those
         # 2-4x faster than the same numbers as tall, 8-column ones ([tokens, r] or [out, r]).
         gu_t = (lora_b.t() @ g.t()).mul_(ctx.scaling)  # (dL/du)ᵀ, [r, tokens]
-        gx = (g @ weight).addmm_(gu_t.t(), lora_a).view(ctx.shape) if ctx.needs_input_grad[0] else None
+        if ctx.needs_input_grad[0]:
+            gx = _onednn_mm(g.contiguous(), weight.t()) if ctx.dnnl else g @ weight
+            gx = gx.addmm_(gu_t.t(), lora_a).view(ctx.shape)
+        else:
+            gx = None
         gbias = g.sum(0) if ctx.needs_input_grad[2] else None
         ga = gu_t @ x2 if ctx.needs_input_grad[3] else None
         gb = (u.t() @ g).mul_(ctx.scaling).t() if ctx.needs_input_grad[4] else None
@@ -223,7 +363,9 @@ class PackedAttentionFunction(torch.autograd.Function):
 
     ``keep`` marks the real tokens in the ``[batch, length]`` grid and ``index`` gives each token's place in
     that grid, flattened. The tokens are scattered into the padded per-head layout (the copy attention needs
-    anyway) and the output gathered back, so everything around attention can skip the padding.
+    anyway) and the output gathered back, so everything around attention can skip the padding. q, k and v
+    may carry extra rows after the real tokens (rows padded up for oneDNN): those are ignored, come back as
+    zeros in the output and get zero gradients.
     """
 
     @staticmethod
@@ -231,14 +373,23 @@ class PackedAttentionFunction(torch.autograd.Function):
                 heads: int, p: float, scale: float) -> torch.Tensor:
         b, t = keep.shape
         d = q.shape[-1] // heads
+        real, rows = index.numel(), q.shape[0]
+        padding = (~keep).reshape(-1).nonzero().squeeze(1)
 
         def unpack(x: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
-            grid = x.new_zeros(b * t, x.shape[-1]).index_copy_(0, index, x)  # zeros at padding: 0 x NaN is NaN
+            # zeros at padding (0 x NaN is NaN), written only there: the real rows are copied in next
+            grid = x.new_empty(b * t, x.shape[-1]).index_fill_(0, padding, 0.0).index_copy_(0, index, x[:real])
             heads_first = grid.view(b, t, heads, d).transpose(1, 2)
             return torch.mul(heads_first, factor, out=x.new_empty(heads_first.shape))
 
         def pack(x: torch.Tensor) -> torch.Tensor:
-            return x.transpose(1, 2).reshape(b * t, heads * d).index_select(0, index)
+            flat = x.transpose(1, 2).reshape(b * t, heads * d)
+            if rows == real:
+                return flat.index_select(0, index)
+            out = flat.new_empty(rows, heads * d)
+            out[real:].zero_()
+            torch.index_select(flat, 0, index, out=out[:real])
+            return out
 
         qs, k4, v4 = unpack(q, scale), unpack(k), unpack(v)
         out, probs, dropped, factors = _attention_core(qs, k4, v4, keep[:, None, None, :], p)
@@ -316,14 +467,20 @@ def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attentio
             or any(kwargs.get(name) is not None for name in ("encoder_attention_mask", "cache", "past_key_values"))):
         return type(self).forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
     b, t, hidden = hidden_states.shape
-    index = keep.reshape(-1).nonzero().squeeze(1)
-    x = hidden_states.reshape(b * t, hidden).index_select(0, index).unsqueeze(0)  # [1, real tokens, hidden]
+    flat_keep = keep.reshape(-1)
+    index, padding = flat_keep.nonzero().squeeze(1), (~flat_keep).nonzero().squeeze(1)
+    real = index.numel()
+    multiple = ROW_MULTIPLE if _USE_ONEDNN[0] else 1  # for oneDNN: extra rows repeat the first token, outputs dropped
+    rows = -(-real // multiple) * multiple
+    gather = torch.cat([index, index[:1].expand(rows - real)]) if rows > real else index
+    x = hidden_states.reshape(b * t, hidden).index_select(0, gather).unsqueeze(0)  # [1, rows, hidden]
     attn = self.attention.self
     context = PackedAttentionFunction.apply(attn.query(x)[0], attn.key(x)[0], attn.value(x)[0], index, keep,
                                             attn.num_attention_heads, attn.dropout.p if attn.training else 0.0,
                                             attn.scaling)
     out = self.feed_forward_chunk(self.attention.output(context.unsqueeze(0), x))[0]
-    return hidden_states.new_zeros(b * t, hidden).index_copy(0, index, out).view(b, t, hidden)
+    grid = hidden_states.new_empty(b * t, hidden).index_fill_(0, padding, 0.0)  # zeros at padding only
+    return grid.index_copy(0, index, out[:real]).view(b, t, hidden)
 
 
 def _packable(layer: nn.Module) -> bool:
@@ -348,7 +505,9 @@ def packed_layers(model: nn.Module) -> Iterator[int]:
     Each layer gathers its batch's real tokens into one ``[tokens, hidden]`` block, runs the projections,
     feed-forward network, dropout and LayerNorms on those only, and attention through
     :class:`PackedAttentionFunction`. Real tokens get what the padded layer computes, up to rounding; padding
-    positions come out as zeros (the course's heads and losses never read them).
+    positions come out as zeros (the course's heads and losses never read them). Inside :func:`onednn_linear`
+    the block is padded to a multiple of :data:`ROW_MULTIPLE` rows (copies of the first token whose outputs
+    are dropped and whose gradients are zero), so oneDNN sees few distinct shapes.
     """
     with _forwards_replaced([m for m in model.modules() if _packable(m)], _packed_layer_forward) as patched:
         yield patched

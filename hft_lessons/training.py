@@ -33,6 +33,8 @@ from .cpu_speedups import (
     follow_optimizer,
     fused_lora,
     fuses_clipping,
+    onednn_linear,
+    own_weights,
     packed_layers,
     patched_dropout,
 )
@@ -347,6 +349,8 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     fast = cfg.fast_cpu and accelerator.device.type == "cpu"
+    if accelerator.device.type == "cpu":  # weights in from_pretrained's file mapping: one copy now, not page by page
+        own_weights(model)
     with contextlib.ExitStack() as stack:
         # fast_cpu: train only the reachable rows of the word-embedding table (not with checkpoints, which
         # store the model as it is outside training)
@@ -378,6 +382,7 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
             stack.enter_context(fused_lora(unwrapped))
             stack.enter_context(cpu_attention(unwrapped))
             stack.enter_context(packed_layers(unwrapped))
+            stack.enter_context(onednn_linear(unwrapped))
         return _loop(cfg, task, accelerator, model, unwrapped, optimizer, inner_optimizer, fold_clip, scheduler,
                      sampler, loader, eval_features, eval_raw, tokenizer)
 

@@ -7,11 +7,14 @@ import pytest
 import torch
 from torch import nn
 
+from hft_lessons import cpu_speedups
 from hft_lessons.backbone import load_backbone
 from hft_lessons.cpu_speedups import (
     ATTENTION_NAME,
+    ROW_MULTIPLE,
     AttentionFunction,
     LoraFunction,
+    OneDnnLinearFunction,
     PackedAttentionFunction,
     clip_into_optimizer,
     compact_embeddings,
@@ -20,6 +23,9 @@ from hft_lessons.cpu_speedups import (
     follow_optimizer,
     fused_lora,
     numpy_dropout,
+    onednn_is_faster,
+    onednn_linear,
+    own_weights,
     packed_layers,
     patched_dropout,
 )
@@ -443,3 +449,184 @@ def test_fast_cpu_leaves_the_other_methods_their_maths(method):
                        TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
         losses.append([h["loss"] for h in result.history if "loss" in h])
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+onednn = pytest.mark.skipif(cpu_speedups._onednn_op() is None, reason="this torch build has no oneDNN linear operator")
+
+
+@pytest.fixture
+def force_onednn(monkeypatch):
+    """Make :func:`onednn_linear` switch over whatever this machine measured."""
+    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), True)
+
+
+@onednn
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_onednn_linear_function_matches_linear_outputs_and_gradients(layout):
+    torch.manual_seed(0)
+    x = torch.randn(3, 70, 96) if layout == "contiguous" else torch.randn(70, 3, 96).transpose(0, 1)
+    x.requires_grad_(True)
+    w, b = torch.randn(128, 96, requires_grad=True), torch.randn(128, requires_grad=True)
+    weights = torch.randn(3, 70, 128)
+    results = []
+    for fn in (nn.functional.linear, OneDnnLinearFunction.apply):
+        y = fn(x, w, b)
+        (y * weights).sum().backward()
+        results.append((y.detach(), x.grad.clone(), w.grad.clone(), b.grad.clone()))
+        x.grad = w.grad = b.grad = None
+    for ref, got in zip(*results, strict=True):
+        assert ref.shape == got.shape
+        assert torch.allclose(ref, got, rtol=1e-5, atol=1e-4)
+    frozen = torch.randn(128, 96)  # no weight gradient asked for: none computed
+    OneDnnLinearFunction.apply(x, frozen, None).sum().backward()
+    assert frozen.grad is None and x.grad is not None
+
+
+def _linear_stack() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(96, 128), nn.GELU(), nn.Linear(128, 2))  # the 2-way layer is too small
+
+
+@onednn
+def test_onednn_linear_switches_the_linear_layers_and_puts_them_back(force_onednn, monkeypatch):
+    model, x = _linear_stack(), torch.randn(80, 96)
+    ref = model(x)
+    calls = []
+    forward = OneDnnLinearFunction.forward
+
+    def spy(ctx, x, weight, bias):
+        calls.append(tuple(weight.shape))
+        return forward(ctx, x, weight, bias)
+
+    monkeypatch.setattr(OneDnnLinearFunction, "forward", staticmethod(spy))
+    with onednn_linear(model) as switched:
+        assert switched == 2 and cpu_speedups._USE_ONEDNN[0]
+        out = model(x)
+        model(x[:8])  # 8 rows: MKL's
+    assert calls == [(128, 96)]  # the 2-way classifier and the 8-row batch stayed with MKL
+    assert torch.allclose(ref, out, rtol=1e-5, atol=1e-5)
+    assert not cpu_speedups._USE_ONEDNN[0] and not any("forward" in m.__dict__ for m in model.modules())
+
+
+def test_onednn_linear_changes_nothing_where_mkl_is_as_fast(monkeypatch):
+    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), False)
+    model = _linear_stack()
+    with onednn_linear(model) as switched:
+        assert switched == 0 and not cpu_speedups._USE_ONEDNN[0]
+        assert not any("forward" in m.__dict__ for m in model.modules())
+
+
+def test_onednn_is_faster_measures_once_per_thread_count(monkeypatch):
+    threads = torch.get_num_threads()
+    monkeypatch.delitem(cpu_speedups._ONEDNN_FASTER, threads, raising=False)
+    answer = onednn_is_faster()
+    assert isinstance(answer, bool) and cpu_speedups._ONEDNN_FASTER[threads] is answer
+    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, threads, not answer)  # cached: not measured again
+    assert onednn_is_faster() is (not answer)
+
+
+def _bert64():
+    """A random BERT wide enough (hidden 64, FFN 128) for oneDNN's products, with the tiny tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    tok, _ = load_backbone("tiny-random-bert", verbose=False)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                        attn_implementation="sdpa")
+    return tok, BertModel(config)
+
+
+@onednn
+def test_packed_layers_with_onednn_pad_the_rows_and_keep_the_padded_results(force_onednn, monkeypatch):
+    tok, bert = _bert64()
+    words = "the film was a quiet , moving and funny story about two brothers who never met".split()
+    batch = tok([" ".join(words[: 3 + 2 * i]) for i in range(8)], padding=True, return_tensors="pt")
+    keep = batch["attention_mask"].bool()
+    assert int(keep.sum()) % ROW_MULTIPLE != 0 and int(keep.sum()) >= 64  # rows to pad, enough for oneDNN
+    rows = []
+    forward = OneDnnLinearFunction.forward
+
+    def spy(ctx, x, weight, bias):
+        rows.append(x.reshape(-1, x.shape[-1]).shape[0])
+        return forward(ctx, x, weight, bias)
+
+    monkeypatch.setattr(OneDnnLinearFunction, "forward", staticmethod(spy))
+    results = []
+    for fast in (False, True):
+        bert.zero_grad(set_to_none=True)
+        with contextlib.ExitStack() as stack:
+            if fast:
+                assert stack.enter_context(packed_layers(bert)) == 2
+                assert stack.enter_context(onednn_linear(bert)) > 0
+            out = bert(**batch).last_hidden_state
+            weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+            (out[keep] * weights[keep]).sum().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None}))
+    assert rows and all(r % ROW_MULTIPLE == 0 for r in rows)  # every product in the layers ran on padded rows
+    (out0, grads0), (out1, grads1) = results
+    assert torch.allclose(out0[keep], out1[keep], atol=1e-5)
+    assert not out1[~keep].any()
+    assert grads0.keys() == grads1.keys()
+    for name, g in grads0.items():
+        assert torch.allclose(g, grads1[name], rtol=1e-4, atol=1e-5), name
+
+
+@onednn
+def test_fused_lora_with_onednn_has_the_plain_outputs_and_gradients(force_onednn):
+    from hft_lessons.delta.lora import LoraLinear
+
+    torch.manual_seed(0)
+    layer = LoraLinear(nn.Linear(96, 128), r=4, alpha=8)
+    nn.init.normal_(layer.lora_B.weight)
+    layer.base.weight.requires_grad_(False)
+    x = torch.randn(2, 40, 96, requires_grad=True)
+    results = []
+    for fast in (False, True):
+        with contextlib.ExitStack() as stack:
+            if fast:
+                stack.enter_context(onednn_linear(layer))
+                assert stack.enter_context(fused_lora(layer)) == 1
+            (layer(x) * torch.linspace(-1, 1, 128)).sum().backward()
+        results.append((x.grad.clone(), layer.lora_A.weight.grad.clone(), layer.lora_B.weight.grad.clone(),
+                        layer.base.bias.grad.clone()))
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+    for ref, got in zip(*results, strict=True):
+        assert torch.allclose(ref, got, rtol=1e-5, atol=1e-4)
+
+
+def test_own_weights_copies_trainable_weights_and_keeps_parameters_and_ties():
+    emb, head, frozen = nn.Embedding(10, 4), nn.Linear(4, 10), nn.Linear(4, 4)
+    head.weight = emb.weight  # tied
+    frozen.requires_grad_(False)
+    model = nn.ModuleList([emb, head, frozen])
+    before = {n: (p, p.data_ptr(), p.detach().clone()) for n, p in model.named_parameters(remove_duplicate=False)}
+    copied = own_weights(model)
+    assert copied == 4 * (40 + 10)  # the tied table once, the head's bias; not the frozen layer
+    for name, (param, ptr, value) in before.items():
+        current = dict(model.named_parameters(remove_duplicate=False))[name]
+        assert current is param and torch.equal(current, value)
+        assert (current.data_ptr() != ptr) == param.requires_grad, name
+    assert head.weight is emb.weight
+
+
+def test_own_weights_moves_pretrained_weights_out_of_the_file_mapping():
+    import sys
+    from pathlib import Path
+
+    from hft_lessons.backbone import packaged_minilm_path
+
+    if packaged_minilm_path() is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs the packaged MiniLM and Linux's /proc/self/maps")
+    _, bert = load_backbone(str(packaged_minilm_path()), verbose=False)
+
+    def mapped() -> int:
+        spans = [tuple(int(a, 16) for a in line.split()[0].split("-"))
+                 for line in Path("/proc/self/maps").read_text().splitlines() if line.endswith(".safetensors")]
+        return sum(any(lo <= p.data_ptr() < hi for lo, hi in spans) for p in bert.parameters())
+
+    if mapped() == 0:
+        pytest.skip("this transformers release copies the weights while loading")
+    assert own_weights(bert) > 0
+    assert mapped() == 0
