@@ -28,8 +28,10 @@ layer-wise decay 0.8, head 1e-3); `Trainer` gets one flat learning rate, the met
 2e-3 LoRA), as in every earlier measurement.
 `--runners course,hf_grouped` skips the slow default-sampler runs when only the fastest setting matters;
 by default `course_fast` is left out (add it to `--runners`).
-`--repeats N` trains every pair N times, alternating the runners, and compares medians: on a shared or
-throttled machine one run per side can be off by 10% or more.
+`--repeats N` trains every pair N times, alternating the runners, with seeds 0 to N - 1 (the classifier head's
+initialisation, dropout and batch order; the 4,000 training sentences stay the same), and compares medians:
+on a shared or throttled machine one run per side can be off by 10% or more, and one seed's validation accuracy
+by about a point. Every runner gets the same seeds.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     from hft_lessons.tasks import get_task
     from hft_lessons.training import PeakMemory, TrainConfig, evaluate, train
 
-    seed_everything(0)
+    seed_everything(args.seed)
     task = get_task("sst2")
     ds = load_task("sst2", verbose=False)
     tokenizer, backbone = load_backbone(args.model, verbose=False)
@@ -79,7 +81,8 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
         result = train(model, task, train_f, None, None, tokenizer,
                        TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
                                    warmup_ratio=recipe.warmup_ratio, epochs=args.epochs,
-                                   batch_size=args.batch_size, progress=False, fast_cpu=runner == "course_fast"))
+                                   batch_size=args.batch_size, progress=False, fast_cpu=runner == "course_fast",
+                                   seed=args.seed))
         seconds = time.perf_counter() - start
         return {"examples_per_second": len(train_f) * args.epochs / seconds,
                 "trainer_reported_samples_per_second": result.train_examples_per_second,
@@ -103,7 +106,7 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
         num_train_epochs=args.epochs, learning_rate=RECIPES[method].lr, weight_decay=0.01,  # one flat lr
         warmup_steps=int(0.06 * args.epochs * -(-len(train_f) // args.batch_size)),
         train_sampling_strategy="group_by_length" if runner == "hf_grouped" else "random",
-        save_strategy="no", eval_strategy="no", report_to=[], logging_steps=50, seed=0,
+        save_strategy="no", eval_strategy="no", report_to=[], logging_steps=50, seed=args.seed,
         disable_tqdm=True, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
     )
     trainer = Trainer(model=WithLoss(model), args=targs, train_dataset=train_f,
@@ -131,9 +134,9 @@ def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, af
     from hft_lessons.runtime import seed_everything
     from hft_lessons.training import PeakMemory
 
-    sampler = task.batch_sampler(train_f, args.batch_size, 0, True)
+    sampler = task.batch_sampler(train_f, args.batch_size, args.seed, True)
     collate = task.collator(tokenizer)
-    seed_everything(0)  # as the course trainer does before its loop: the same dropout masks
+    seed_everything(args.seed)  # as the course trainer does before its loop: the same dropout masks
     model.train()
     seen, start = 0, time.perf_counter()
     with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
@@ -161,9 +164,10 @@ def _bare(model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argpa
     from hft_lessons.training import TrainConfig, _adamw, _param_groups, evaluate
 
     cfg = TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
-                      warmup_ratio=recipe.warmup_ratio, epochs=args.epochs, batch_size=args.batch_size)
+                      warmup_ratio=recipe.warmup_ratio, epochs=args.epochs, batch_size=args.batch_size,
+                      seed=args.seed)
     optimizer = _adamw(_param_groups(model, cfg), cfg.lr)
-    total = len(task.batch_sampler(train_f, args.batch_size, 0, True)) * args.epochs
+    total = len(task.batch_sampler(train_f, args.batch_size, args.seed, True)) * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -190,7 +194,9 @@ def main() -> None:
     p.add_argument("--runners", default=",".join(DEFAULT_RUNNERS),
                    help="which of course, course_fast, hf_default, hf_grouped, model_only, bare to run (the ratios need "
                         "a course runner and a Trainer one)")
-    p.add_argument("--repeats", type=int, default=1, help="runs per (method, runner), alternating; medians are compared")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per (method, runner), alternating, run i with seed i; medians are compared")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--tmp", default="/tmp/hft_trainer_speed")
     p.add_argument("--one", nargs=2, metavar=("RUNNER", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -211,17 +217,17 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--one", runner, method, "--model", args.model,
                        "--max-train", str(args.max_train), "--epochs", str(args.epochs),
                        "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
-                       "--tmp", args.tmp]
+                       "--tmp", args.tmp, "--seed", str(repeat)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 runs.setdefault((method, runner), []).append(r)
-                print(f"{method:5s} {runner:11s} run {repeat + 1}/{args.repeats} {r['examples_per_second']:8.1f} ex/s  "
+                print(f"{method:5s} {runner:11s} seed {repeat} {r['examples_per_second']:8.1f} ex/s  "
                       f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
     rows = {key: {k: statistics.median(r[k] for r in rs) for k in ("examples_per_second", "peak_memory_mb", "accuracy")}
             for key, rs in runs.items()}
     print()
     if args.repeats > 1:
-        print(f"medians over {args.repeats} runs each:")
+        print(f"medians over {args.repeats} runs each (seeds 0-{args.repeats - 1}):")
     for method in args.methods.split(","):
         others = {r: rows[(method, r)] for r in runners if r in TRAINER}
         fastest = max(others.values(), key=lambda r: r["examples_per_second"])

@@ -630,3 +630,34 @@ def test_own_weights_moves_pretrained_weights_out_of_the_file_mapping():
         pytest.skip("this transformers release copies the weights while loading")
     assert own_weights(bert) > 0
     assert mapped() == 0
+
+
+@onednn
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_fast_cpu_training_with_onednn_follows_the_default_run(method, force_onednn, monkeypatch):
+    """A BERT wide enough for oneDNN, dropout 0: fast_cpu (oneDNN products, padded packed rows) trains as by default."""
+    rows = []
+    multiply = cpu_speedups._onednn_mm
+
+    def spy(a, b_t, bias=None):
+        if a.is_contiguous():  # forward and input-gradient products (weight gradients take transposed views)
+            rows.append(a.shape[0])
+        return multiply(a, b_t, bias)
+
+    monkeypatch.setattr(cpu_speedups, "_onednn_mm", spy)
+    task = get_task("sst2")
+    ds = load_samples("sst2")
+    losses = []
+    for fast in (False, True):
+        tok, bert = _bert64()
+        model = prepare_model(task.build_model(bert), method)
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
+        train_f = task.tokenize(ds["train"].select(range(64)), tok, 64)
+        result = train(model, task, train_f, None, None, tok,
+                       TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
+        losses.append([h["loss"] for h in result.history if "loss" in h])
+    assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert rows and all(r % ROW_MULTIPLE == 0 for r in rows)  # LoRA's projections included
+    assert not cpu_speedups._USE_ONEDNN[0]
