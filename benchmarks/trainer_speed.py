@@ -19,7 +19,8 @@ the course trainer's batches and recipe (forward, backward, clipping, fused Adam
 no Accelerate, no logging, no checkpoints): the least work any trainer that really trains with AdamW must do.
 Both course runners first copy the weights that `from_pretrained` left in its file mapping into memory of their
 own (`hft_lessons.cpu_speedups.own_weights`, ~20 ms); `Trainer`, given the same model, lets its first optimizer
-step copy them page by page (~2.5 s on the 2-core benchmark machine).
+step copy them page by page (that way the course trainer's first step took ~2.5 s more on the
+2-core benchmark machine).
 Every runner is timed the same way: the wall time of the whole training call (setup, data loading and
 optimizer steps included; evaluation comes after it), divided into the examples it trained on.
 Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
