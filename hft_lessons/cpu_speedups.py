@@ -20,14 +20,16 @@ and a NumPy-drawn mask, plugged into Hugging Face models as an attention functio
 Grouping sentences by length still leaves about 7% padding tokens in SST-2's batches of 32; with
 :func:`packed_layers` each BERT layer runs its projections, feed-forward network, dropout and LayerNorms on
 the real tokens only and attention through :class:`PackedAttentionFunction`.
-Matrix multiplies are most of a step. PyTorch sends float32 ones on the CPU to MKL, whose kernels for AMD
-processors use 256-bit AVX2; oneDNN (also inside PyTorch, behind ``torch.ops.mkldnn._linear_pointwise``)
+Matrix multiplies are most of a step. PyTorch sends float32 matrix multiplies on the CPU to MKL, whose AMD
+kernels use 256-bit AVX2; oneDNN (also inside PyTorch, behind ``torch.ops.mkldnn._linear_pointwise``)
 compiles its kernels for the processor it finds, AVX-512 included: on the 2-core AMD Zen 5 machine of the
 course's benchmark about twice as fast for BERT's projections. :class:`OneDnnLinearFunction` runs a linear
 layer's forward, input gradient and weight gradient there, and :func:`onednn_linear` switches a model's
 linear layers over only where :func:`onednn_is_faster` measured oneDNN ahead on this machine. oneDNN
 builds a kernel for every new number of rows (about 3 ms), so packed layers pad their rows up to a multiple
 of :data:`ROW_MULTIPLE`.
+:func:`own_weights` is the exception below: it changes no value (it copies weights that still live in the
+model file's mapping into memory of their own), so the trainer applies it on every CPU run.
 All of these leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so
 the trainer uses them only when asked (``TrainConfig(fast_cpu=True)``).
 """
@@ -249,8 +251,9 @@ def own_weights(model: nn.Module) -> int:
 
     ``from_pretrained`` maps the safetensors file privately and hands out parameters that live in that
     mapping. The first optimizer step then copies each 4 KB page on write, and every such copy flushes the
-    page from all cores' TLBs: about 2.5 s for MiniLM's 23M parameters on the 2-core benchmark machine, a
-    copy in one pass beforehand about 20 ms. Values, ``Parameter`` objects and ties stay the same.
+    page from all cores' TLBs: the first step of MiniLM full fine-tuning took about 2.5 s longer on the 2-core
+    benchmark machine; a copy in one pass beforehand takes about 20 ms. Values, ``Parameter`` objects and
+    ties stay the same.
     """
     copied = 0
     for p in {id(p): p for p in model.parameters()}.values():
