@@ -28,9 +28,9 @@ layer's forward, input gradient and weight gradient there, and :func:`onednn_lin
 linear layers over only where :func:`onednn_is_faster` measured oneDNN ahead on this machine. oneDNN
 builds a kernel for every new number of rows (about 3 ms), so packed layers pad their rows up to a multiple
 of :data:`ROW_MULTIPLE`.
-:func:`own_weights` is the exception below: it changes no value (it copies weights that still live in the
+One helper here is not opt-in: :func:`own_weights` changes no value (it copies weights that still live in the
 model file's mapping into memory of their own), so the trainer applies it on every CPU run.
-All of these leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so
+The others leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so
 the trainer uses them only when asked (``TrainConfig(fast_cpu=True)``).
 """
 
