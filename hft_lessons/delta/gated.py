@@ -38,7 +38,7 @@ from .base import (
     wrap_role,
 )
 from .lora import LoraLinear
-from .prefix import PREFIX_ATTRIBUTE, LayerPrefix, PrefixEncoder, _prefix_cache_hook
+from .prefix import PREFIX_ATTRIBUTE, LayerPrefix, PrefixEncoder, _prefix_cache_hook, cache_argument
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -240,7 +240,7 @@ def _prefix_gate_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str
     hidden = args[0] if args else kwargs["hidden_states"]
     gate: PrefixGate = getattr(module, PREFIX_GATE_ATTRIBUTE)
     g = gate(hidden)
-    cache = kwargs.get("cache")
+    cache = kwargs.get(cache_argument())
     if cache is None:  # the course encoder: GatedLayerPrefix takes gate.current
         gate.current = g
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -11,7 +13,7 @@ from torch import nn
 from .arch import Architecture, layers
 from .base import DeltaConfig, DeltaModule, check_positive, innermost_linear, register
 
-__all__ = ["PrefixConfig", "PrefixEncoder", "LayerPrefix", "PREFIX_ATTRIBUTE"]
+__all__ = ["PrefixConfig", "PrefixEncoder", "LayerPrefix", "PREFIX_ATTRIBUTE", "cache_argument"]
 
 PREFIX_ATTRIBUTE = "prefix_encoder"  # where the shared PrefixEncoder lives on the backbone
 _BERT_MODEL_ARGS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
@@ -109,6 +111,14 @@ class LayerPrefix(nn.Module):
         return self.encoder(batch_size)[self.index]
 
 
+@functools.cache
+def cache_argument() -> str:
+    """The name of ``BertModel.forward``'s key/value cache: ``cache`` in recent transformers, else ``past_key_values``."""
+    from transformers import BertModel
+
+    return "cache" if "cache" in inspect.signature(BertModel.forward).parameters else "past_key_values"
+
+
 def _prefix_cache_hook(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -121,7 +131,7 @@ def _prefix_cache_hook(
         reference = kwargs["inputs_embeds"]
     batch = reference.shape[0]
     encoder: PrefixEncoder = getattr(model, PREFIX_ATTRIBUTE)
-    kwargs["cache"] = DynamicCache(encoder(batch))
+    kwargs[cache_argument()] = DynamicCache(encoder(batch))
     mask = kwargs.get("attention_mask")
     if mask is not None:
         ones = torch.ones(batch, encoder.num_virtual_tokens, dtype=mask.dtype, device=mask.device)
