@@ -198,7 +198,10 @@ def onednn_is_faster(min_gain: float = 1.15) -> bool:
         if _onednn_op() is None:
             _ONEDNN_FASTER[threads] = False
             return False
-        x, w, g = torch.randn(512, 384), torch.randn(1536, 384), torch.randn(512, 1536)
+        # a generator of its own: timing must not draw from the global RNG that dropout uses, or the first
+        # fast_cpu run of a process would see other dropout masks than every later one
+        rng = torch.Generator().manual_seed(0)
+        x, w, g = (torch.randn(*shape, generator=rng) for shape in ((512, 384), (1536, 384), (512, 1536)))
 
         def best(fn: Any) -> float:
             fn()

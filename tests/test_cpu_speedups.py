@@ -525,6 +525,14 @@ def test_onednn_is_faster_measures_once_per_thread_count(monkeypatch):
     assert onednn_is_faster() is (not answer)
 
 
+def test_onednn_timing_leaves_the_global_rng_alone(monkeypatch):
+    # else the first fast_cpu run of a process gets other dropout masks than later ones (a resumed run, say)
+    monkeypatch.delitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
+    before = torch.get_rng_state()
+    onednn_is_faster()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def _bert64():
     """A random BERT wide enough (hidden 64, FFN 128) for oneDNN's products, with the tiny tokenizer."""
     from transformers import BertConfig, BertModel
