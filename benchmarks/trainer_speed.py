@@ -83,7 +83,7 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
                        TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
                                    warmup_ratio=recipe.warmup_ratio, epochs=args.epochs,
                                    batch_size=args.batch_size, progress=False, fast_cpu=runner == "course_fast",
-                                   seed=args.seed))
+                                   seed=args.seed, mixed_precision="no"))  # float32, as Trainer's default
         seconds = time.perf_counter() - start
         return {"examples_per_second": len(train_f) * args.epochs / seconds,
                 "trainer_reported_samples_per_second": result.train_examples_per_second,
