@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -522,3 +523,20 @@ def test_peft_equality_minilm(case: str, minilm: BertModel) -> None:
     with torch.no_grad():
         d = max_diff(run(theirs, (ids, mask)), run(ours, (ids, mask)))
     assert d <= 1e-5
+
+
+def test_prefix_cache_argument_follows_bert_forward(monkeypatch) -> None:
+    from hft_lessons.delta import prefix
+
+    assert prefix.cache_argument() in inspect.signature(BertModel.forward).parameters
+    prefix.cache_argument.cache_clear()
+
+    def renamed(self, input_ids=None, attention_mask=None, kv=None):  # a BertModel.forward with neither name
+        return None
+
+    monkeypatch.setattr(BertModel, "forward", renamed)
+    with pytest.raises(RuntimeError, match="neither 'cache' nor 'past_key_values'"):
+        prefix.cache_argument()
+    monkeypatch.undo()
+    prefix.cache_argument.cache_clear()
+    assert prefix.cache_argument() in ("cache", "past_key_values")

@@ -116,7 +116,12 @@ def cache_argument() -> str:
     """The name of ``BertModel.forward``'s key/value cache: ``cache`` in recent transformers, else ``past_key_values``."""
     from transformers import BertModel
 
-    return "cache" if "cache" in inspect.signature(BertModel.forward).parameters else "past_key_values"
+    names = inspect.signature(BertModel.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in names:
+            return name
+    raise RuntimeError("this transformers' BertModel.forward takes neither 'cache' nor 'past_key_values': "
+                       "prefix tuning cannot pass its keys and values; install transformers 5.x")
 
 
 def _prefix_cache_hook(
