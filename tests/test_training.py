@@ -143,3 +143,70 @@ def test_layer_decay_scales_each_layer_below_the_top(sst2):
     assert lr_of[id(named["backbone.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-4)
     # off by default: one learning rate for the backbone, another for the head
     assert {g["lr"] for g in _param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2))} == {1e-3, 1e-2}
+
+
+def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(sst2, tmp_path, monkeypatch):
+    """Given the same batches and no dropout, the course loop and `Trainer` are the same computation."""
+    from torch import nn
+    from torch.utils.data import Sampler
+    from transformers import Trainer, TrainingArguments
+
+    import hft_lessons.training as training
+
+    task, tok, train_f, _, _ = sst2
+    g = torch.Generator().manual_seed(7)
+    orders = [torch.randperm(len(train_f), generator=g).tolist() for _ in range(2)]  # one order per epoch
+    models = [_model(task, "full"), _model(task, "full")]
+    for m in models[0].modules(), models[1].modules():
+        for module in m:
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+    losses: dict[str, list[float]] = {"course": [], "trainer": []}
+    current = ["course"]
+    plain_loss = task.loss
+    monkeypatch.setattr(task, "loss", lambda logits, batch: _record(plain_loss(logits, batch), losses[current[0]]))
+
+    monkeypatch.setattr(training.LengthGroupedBatchSampler, "batches",
+                        lambda self: [orders[self.epoch][i:i + 16] for i in range(0, len(train_f), 16)])
+    train(models[0], task, train_f, None, None, tok,
+          TrainConfig(lr=1e-3, epochs=2, batch_size=16, warmup_ratio=0.25, progress=False, group_by_length=False))
+
+    class Fixed(Sampler):
+        def __init__(self):
+            self.epoch = 0
+
+        def __len__(self):
+            return len(train_f)
+
+        def __iter__(self):
+            self.epoch += 1
+            return iter(orders[self.epoch - 1])
+
+    class WithLoss(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+            logits = self.inner(input_ids, attention_mask, token_type_ids)
+            return {"loss": task.loss(logits, {"labels": labels}), "logits": logits}
+
+    current[0] = "trainer"
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=16, num_train_epochs=2,
+                             learning_rate=1e-3, weight_decay=0.01, warmup_steps=3, max_grad_norm=1.0,
+                             save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=True,
+                             use_cpu=True, dataloader_num_workers=0, seed=0)
+    trainer = Trainer(model=WithLoss(models[1]), args=args, train_dataset=train_f, data_collator=task.collator(tok))
+    fixed = Fixed()
+    monkeypatch.setattr(trainer, "_get_train_sampler", lambda *a, **k: fixed)
+    trainer.train()
+    assert len(losses["course"]) == len(losses["trainer"]) == 12
+    torch.testing.assert_close(torch.tensor(losses["course"]), torch.tensor(losses["trainer"]), rtol=1e-6, atol=0)
+    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def _record(loss: torch.Tensor, into: list[float]) -> torch.Tensor:
+    if torch.is_grad_enabled():
+        into.append(loss.item())
+    return loss
