@@ -91,17 +91,6 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
                 "accuracy": evaluate(model, task, eval_f, eval_raw, tokenizer)["accuracy"],
                 "weight_norm": _weight_norm(model)}
 
-    class WithLoss(torch.nn.Module):
-        """The same task model, returning the loss the way `Trainer` expects."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-            logits = self.inner(input_ids, attention_mask, token_type_ids)
-            return {"loss": task.loss(logits, {"labels": labels}), "logits": logits}
-
     targs = TrainingArguments(
         output_dir=os.path.join(args.tmp, f"{runner}-{method}"), per_device_train_batch_size=args.batch_size,
         num_train_epochs=args.epochs, learning_rate=RECIPES[method].lr, weight_decay=0.01,  # one flat lr
@@ -110,7 +99,7 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
         save_strategy="no", eval_strategy="no", report_to=[], logging_steps=50, seed=args.seed,
         disable_tqdm=True, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
     )
-    trainer = Trainer(model=WithLoss(model), args=targs, train_dataset=train_f,
+    trainer = Trainer(model=with_loss(model, task), args=targs, train_dataset=train_f,
                       data_collator=task.collator(tokenizer))
     start = time.perf_counter()
     with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
@@ -121,6 +110,22 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
             "trainer_reported_samples_per_second": out.metrics.get("train_samples_per_second", 0.0),
             "peak_memory_mb": peak.mb,
             "accuracy": metrics["accuracy"], "weight_norm": _weight_norm(model)}
+
+
+def with_loss(model, task):
+    """The same task model, returning its task's loss the way `Trainer` expects (tests use it too)."""
+    import torch
+
+    class WithLoss(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+            logits = self.inner(input_ids, attention_mask, token_type_ids)
+            return {"loss": task.loss(logits, {"labels": labels}), "logits": logits}
+
+    return WithLoss(model)
 
 
 def _weight_norm(model) -> float:

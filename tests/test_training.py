@@ -146,7 +146,8 @@ def test_layer_decay_scales_each_layer_below_the_top(sst2):
 
 
 def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(sst2, tmp_path, monkeypatch):
-    """Given the same batches and no dropout, the course loop and `Trainer` are the same computation."""
+    """Given the same batches and no dropout, the course loop and `Trainer` (as the benchmark wraps the model for it)
+    are the same computation."""
     from torch import nn
     from torch.utils.data import Sampler
     from transformers import Trainer, TrainingArguments
@@ -182,21 +183,13 @@ def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(ss
             self.epoch += 1
             return iter(orders[self.epoch - 1])
 
-    class WithLoss(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-            logits = self.inner(input_ids, attention_mask, token_type_ids)
-            return {"loss": task.loss(logits, {"labels": labels}), "logits": logits}
-
     current[0] = "trainer"
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=16, num_train_epochs=2,
                              learning_rate=1e-3, weight_decay=0.01, warmup_steps=3, max_grad_norm=1.0,
                              save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=True,
                              use_cpu=True, dataloader_num_workers=0, seed=0)
-    trainer = Trainer(model=WithLoss(models[1]), args=args, train_dataset=train_f, data_collator=task.collator(tok))
+    trainer = Trainer(model=_benchmark().with_loss(models[1], task), args=args, train_dataset=train_f,
+                      data_collator=task.collator(tok))
     fixed = Fixed()
     monkeypatch.setattr(trainer, "_get_train_sampler", lambda *a, **k: fixed)
     trainer.train()
@@ -204,6 +197,18 @@ def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(ss
     torch.testing.assert_close(torch.tensor(losses["course"]), torch.tensor(losses["trainer"]), rtol=1e-6, atol=0)
     for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def _benchmark():
+    """benchmarks/trainer_speed.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "trainer_speed.py"
+    spec = importlib.util.spec_from_file_location("trainer_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _record(loss: torch.Tensor, into: list[float]) -> torch.Tensor:
