@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +14,8 @@ import torch
 
 from .profiles import Profile, get_profile
 
-__all__ = ["quiet_libraries", "seed_everything", "seed_worker", "pick_device", "in_colab", "Setup", "setup"]
+__all__ = ["quiet_libraries", "seed_everything", "seed_worker", "pick_device", "in_colab", "Setup", "setup",
+           "synchronize", "best_time"]
 
 
 def quiet_libraries() -> None:
@@ -72,6 +75,27 @@ def pick_device(prefer: str | None = None) -> torch.device:
     if mps is not None and mps.is_available() and _torch_at_least(2, 9):
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait until the work queued on a CUDA ``device`` has finished (CUDA runs asynchronously); no-op elsewhere."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], object], repeats: int = 5, device: torch.device | str | None = None) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn``, in seconds, after one warm-up; on CUDA it waits for each."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def in_colab() -> bool:

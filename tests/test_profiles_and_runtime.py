@@ -96,3 +96,17 @@ def test_setup_reports_choices():
     env = runtime.setup(seed=3, profile="smoke", device="cpu")
     assert env.profile.name == "smoke" and env.device.type == "cpu" and env.seed == 3
     assert "profile: smoke" in str(env)
+
+
+def test_best_time_returns_the_fastest_call_and_waits_for_cuda(monkeypatch):
+    calls, waits = [], []
+    clock = iter([0.0, 0.5, 1.0, 1.2, 2.0, 2.9])  # three timed calls: 0.5 s, 0.2 s, 0.9 s
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(runtime.torch.cuda, "synchronize", lambda device=None: waits.append(device))
+    assert runtime.best_time(lambda: calls.append(1), repeats=3, device="cpu") == pytest.approx(0.2)
+    assert len(calls) == 4 and waits == []  # one warm-up; nothing to wait for on the CPU
+    clock = iter([0.0, 0.3])
+    runtime.best_time(lambda: calls.append(1), repeats=1, device=torch.device("cuda"))
+    assert len(waits) == 2  # after the warm-up and after the timed call
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
+        runtime.best_time(lambda: None, repeats=0)
