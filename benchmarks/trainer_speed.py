@@ -59,7 +59,7 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     from hft_lessons.backbone import load_backbone
     from hft_lessons.data import load_task, subset
     from hft_lessons.methods import RECIPES, get_recipe, prepare_model
-    from hft_lessons.runtime import seed_everything
+    from hft_lessons.runtime import seed_everything, uses_cuda
     from hft_lessons.tasks import get_task
     from hft_lessons.training import PeakMemory, TrainConfig, evaluate, train
 
@@ -97,12 +97,12 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
         warmup_steps=int(0.06 * args.epochs * -(-len(train_f) // args.batch_size)),
         train_sampling_strategy="group_by_length" if runner == "hf_grouped" else "random",
         save_strategy="no", eval_strategy="no", report_to=[], logging_steps=50, seed=args.seed,
-        disable_tqdm=True, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        disable_tqdm=True, use_cpu=not uses_cuda(), dataloader_num_workers=0,
     )
     trainer = Trainer(model=with_loss(model, task), args=targs, train_dataset=train_f,
                       data_collator=task.collator(tokenizer))
     start = time.perf_counter()
-    with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
+    with PeakMemory(torch.device("cuda" if uses_cuda() else "cpu")) as peak:
         out = trainer.train()
     seconds = time.perf_counter() - start
     metrics = evaluate(model, task, eval_f, eval_raw, tokenizer)
@@ -137,7 +137,7 @@ def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, af
     """Forward and backward over the course trainer's batches, then `after_backward()`; examples/s and peak MB."""
     import torch
 
-    from hft_lessons.runtime import seed_everything
+    from hft_lessons.runtime import seed_everything, uses_cuda
     from hft_lessons.training import PeakMemory
 
     sampler = task.batch_sampler(train_f, args.batch_size, args.seed, True)
@@ -145,7 +145,7 @@ def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, af
     seed_everything(args.seed)  # as the course trainer does before its loop: the same dropout masks
     model.train()
     seen, start = 0, time.perf_counter()
-    with PeakMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu")) as peak:
+    with PeakMemory(torch.device("cuda" if uses_cuda() else "cpu")) as peak:
         for epoch in range(args.epochs):
             sampler.set_epoch(epoch)
             for idx in sampler:

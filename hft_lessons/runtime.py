@@ -61,14 +61,27 @@ def _torch_at_least(major: int, minor: int) -> bool:
         return False
 
 
+def cpu_requested() -> bool:
+    """True when ``HFT_DEVICE=cpu`` or ``accelerate launch --cpu`` (``ACCELERATE_USE_CPU``) asks for the CPU."""
+    return (os.environ.get("HFT_DEVICE", "").split(":")[0] == "cpu"
+            or os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes"))
+
+
+def uses_cuda() -> bool:
+    """True when this process computes on CUDA: a GPU is there and nothing asks for the CPU."""
+    return torch.cuda.is_available() and not cpu_requested()
+
+
 def pick_device(prefer: str | None = None) -> torch.device:
-    """Pick CUDA, then MPS (only on torch >= 2.9), then CPU; ``prefer`` or ``HFT_DEVICE`` overrides."""
+    """Pick CUDA, then MPS (only on torch >= 2.9), then CPU; ``prefer``, ``HFT_DEVICE`` or ``--cpu`` overrides."""
     prefer = prefer or os.environ.get("HFT_DEVICE")
     if prefer:
         allowed = ("cpu", "cuda", "mps")
         if prefer.split(":")[0] not in allowed:
             raise ValueError(f"unknown device {prefer!r}; allowed: {', '.join(allowed)}")
         return torch.device(prefer)
+    if cpu_requested():
+        return torch.device("cpu")
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)

@@ -38,7 +38,7 @@ from .cpu_speedups import (
     packed_layers,
     patched_dropout,
 )
-from .runtime import seed_everything
+from .runtime import cpu_requested, seed_everything, uses_cuda
 from .tasks.base import Task
 
 __all__ = ["TrainConfig", "TrainResult", "LengthGroupedBatchSampler", "PeakMemory", "train", "evaluate",
@@ -142,15 +142,15 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return math.ceil(len(self.lengths) / self.batch_size)
 
 
-def _distributed_without_cuda() -> bool:
-    """True under torchrun / ``accelerate launch --multi_gpu`` with several processes on a machine without CUDA."""
-    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+def _force_cpu() -> bool:
+    """True when Accelerate must be told to use the CPU: it was asked for, or several processes and no CUDA."""
+    return cpu_requested() or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
 
 
 def _mixed_precision(choice: str) -> str:
     if choice != "auto":
         return choice
-    if torch.cuda.is_available():
+    if uses_cuda():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
 
@@ -329,7 +329,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
           eval_raw: Dataset | None, tokenizer, config: TrainConfig | None = None) -> TrainResult:
     """Train ``model`` on ``task``; evaluate after each epoch; return metrics, history and cost."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device("cuda" if uses_cuda() else "cpu")
     with PeakMemory(device) as peak:
         result = _train(model, task, train_features, eval_features, eval_raw, tokenizer, config or TrainConfig())
     result.peak_memory_mb = peak.mb
@@ -340,7 +340,7 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
            eval_raw: Dataset | None, tokenizer, cfg: TrainConfig) -> TrainResult:
     seed_everything(cfg.seed)
     accelerator = Accelerator(
-        cpu=_distributed_without_cuda(),  # several processes and no CUDA: data-parallel over gloo on CPU
+        cpu=_force_cpu(),  # HFT_DEVICE=cpu / --cpu, or several processes and no CUDA (data-parallel over gloo)
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=_mixed_precision(cfg.mixed_precision),
         dataloader_config=DataLoaderConfiguration(split_batches=True),

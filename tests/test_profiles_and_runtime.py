@@ -25,6 +25,8 @@ def test_every_profile_has_every_task():
 
 def test_profile_choice_order(monkeypatch):
     monkeypatch.delenv("HFT_PROFILE", raising=False)
+    monkeypatch.delenv("HFT_DEVICE", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
     monkeypatch.setenv("CI", "true")
     assert get_profile().name == "smoke"
     monkeypatch.delenv("CI")
@@ -69,6 +71,7 @@ def test_dataloader_workers_are_seeded():
 
 def test_device_choice(monkeypatch):
     monkeypatch.delenv("HFT_DEVICE", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert runtime.pick_device().type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -83,6 +86,39 @@ def test_device_choice(monkeypatch):
     assert runtime.pick_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="allowed: cpu, cuda, mps"):
         runtime.pick_device("tpu")
+
+
+@pytest.mark.parametrize("variable,value", [("HFT_DEVICE", "cpu"), ("ACCELERATE_USE_CPU", "True")])
+def test_asking_for_the_cpu_keeps_everything_off_the_gpu(monkeypatch, variable, value):
+    # `HFT_DEVICE=cpu` or `accelerate launch --cpu` on a machine with a GPU: the device, the automatic profile, the
+    # trainer's device and its automatic mixed precision all follow the request (no bf16 autocast on the CPU)
+    from hft_lessons import training
+
+    for name in ("HFT_DEVICE", "ACCELERATE_USE_CPU", "HFT_PROFILE", "CI", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert runtime.uses_cuda() and runtime.pick_device().type == "cuda" and get_profile().name == "gpu"
+    assert training._mixed_precision("auto") == "bf16" and not training._force_cpu()
+    monkeypatch.setenv(variable, value)
+    assert runtime.cpu_requested() and not runtime.uses_cuda()
+    assert runtime.pick_device().type == "cpu" and get_profile().name == "cpu"
+    assert training._mixed_precision("auto") == "no" and training._mixed_precision("bf16") == "bf16"
+    assert training._force_cpu()
+
+
+def test_several_processes_without_cuda_train_on_the_cpu(monkeypatch):
+    from hft_lessons import training
+
+    for name in ("HFT_DEVICE", "ACCELERATE_USE_CPU"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not training._force_cpu()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert training._force_cpu()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not training._force_cpu()  # torchrun on GPUs: one GPU per process
 
 
 def test_colab_detection(monkeypatch):
