@@ -24,7 +24,11 @@ from datasets import Dataset
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+from transformers import (
+    PreTrainedTokenizerBase,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from .cpu_speedups import (
     clip_into_optimizer,
@@ -249,7 +253,8 @@ def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
 
 
 @torch.no_grad()
-def predict_rows(model: nn.Module, task: Task, features: Dataset, tokenizer, batch_size: int = 128,
+def predict_rows(model: nn.Module, task: Task, features: Dataset, tokenizer: PreTrainedTokenizerBase,
+                 batch_size: int = 128,
                  device: torch.device | str | None = None, predict_fn: Any = None) -> list[Any]:
     """Per-example predictions (``task.predict``, or ``predict_fn(logits, batch)``) in the split's order."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -270,7 +275,7 @@ def predict_rows(model: nn.Module, task: Task, features: Dataset, tokenizer, bat
     return preds
 
 
-def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset, tokenizer,
+def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset, tokenizer: PreTrainedTokenizerBase,
              batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, float]:
     """Run ``model`` over an evaluation split in order and return the task's metrics."""
     return task.compute_metrics(predict_rows(model, task, features, tokenizer, batch_size, device), features, raw)
@@ -327,7 +332,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
-          eval_raw: Dataset | None, tokenizer, config: TrainConfig | None = None) -> TrainResult:
+          eval_raw: Dataset | None, tokenizer: PreTrainedTokenizerBase,
+          config: TrainConfig | None = None) -> TrainResult:
     """Train ``model`` on ``task``; evaluate after each epoch; return metrics, history and cost."""
     device = torch.device("cuda" if uses_cuda() else "cpu")
     with PeakMemory(device) as peak:

@@ -14,8 +14,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from datasets import Dataset
 from matplotlib.figure import Figure
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from ..metrics import exact_match, f1_score
 from ..tasks.question_answering import QuestionAnsweringTask
@@ -53,7 +55,8 @@ def _feature_predictions(model: nn.Module, task: QuestionAnsweringTask, features
     return predict_rows(model, task, features, tokenizer, batch_size, device)
 
 
-def window_logits(model: nn.Module, task: QuestionAnsweringTask, features, tokenizer, batch_size: int = 128,
+def window_logits(model: nn.Module, task: QuestionAnsweringTask, features: Dataset, tokenizer: PreTrainedTokenizerBase,
+                  batch_size: int = 128,
                   device: torch.device | str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each window's ``(start_logits, end_logits)`` as 1-D arrays, in feature order, cut to the window's length."""
     _check_task(task)
@@ -62,7 +65,8 @@ def window_logits(model: nn.Module, task: QuestionAnsweringTask, features, token
             for (start, end), ids in zip(rows, features["input_ids"], strict=True)]
 
 
-def predict_answers(model: nn.Module, task: QuestionAnsweringTask, features, raw, tokenizer,
+def predict_answers(model: nn.Module, task: QuestionAnsweringTask, features: Dataset, raw: Dataset,
+                    tokenizer: PreTrainedTokenizerBase,
                     batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, str]:
     """The predicted answer text per question id: exactly the answers ``task.evaluate`` scores."""
     _check_task(task)
@@ -84,7 +88,7 @@ def question_type(question: str) -> str:
     return "other"
 
 
-def per_question_scores(predictions: Mapping[str, str], raw) -> list[dict[str, Any]]:
+def per_question_scores(predictions: Mapping[str, str], raw: Dataset) -> list[dict[str, Any]]:
     """One row per question: id, question, type, gold answers, prediction, em and f1 (0–1, best over golds).
 
     Rows also keep the ``context`` and the first gold answer's ``answer_start`` (for ``context_snippet``).

@@ -12,6 +12,7 @@ import torch
 from datasets import Dataset
 from matplotlib.figure import Figure
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from ..metrics import check_tag_lists, tags_to_spans
 from ..tasks.base import Task
@@ -52,7 +53,7 @@ class EntityError(NamedTuple):
 # --- predictions ------------------------------------------------------------------------------------
 
 
-def predict_tags(model: nn.Module, task: Task, features: Dataset, raw: Dataset | None, tokenizer,
+def predict_tags(model: nn.Module, task: Task, features: Dataset, raw: Dataset | None, tokenizer: PreTrainedTokenizerBase,
                  batch_size: int = 128, device: torch.device | str | None = None
                  ) -> tuple[list[list[str]], list[list[str]]]:
     """Gold and predicted tag lists per sentence, at each word's first sub-token, as training's evaluation scores them."""

@@ -13,6 +13,7 @@ import torch
 from datasets import Dataset
 from matplotlib.figure import Figure
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from ..tasks.base import Task
 
@@ -27,7 +28,8 @@ SLICES: dict[str, tuple[str, ...]] = {"negation": NEGATION_WORDS, "contrast": CO
 _WORD = re.compile(r"[\w']+")
 
 
-def predict_split(model: nn.Module, task: Task, features: Dataset, tokenizer, batch_size: int = 128,
+def predict_split(model: nn.Module, task: Task, features: Dataset, tokenizer: PreTrainedTokenizerBase,
+                  batch_size: int = 128,
                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Predicted labels [N], gold labels [N] and class probabilities [N, C] of a tokenized split, in its order."""
     from ..training import predict_rows

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+if TYPE_CHECKING:  # training imports this module
+    from ..training import LengthGroupedBatchSampler
+
 __all__ = ["Task", "TaskModel", "PaddingCollator", "encode"]
 
 
-def encode(backbone: nn.Module, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+def encode(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+           token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
     """Run a backbone (Hugging Face BertModel or the course's BertEncoder) and return [batch, seq, hidden]."""
     out = backbone(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
     return out if isinstance(out, torch.Tensor) else out.last_hidden_state
@@ -31,7 +35,8 @@ class TaskModel(nn.Module):
         self.head = head
         self.task_name = task_name
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_: Any) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
         """Logits for a batch; extra batch keys (labels, positions) are ignored here."""
         hidden = encode(self.backbone, input_ids, attention_mask, token_type_ids)
         if self.adapter is not None:
@@ -95,7 +100,8 @@ class Task:
         """The dynamic-padding collator for this task."""
         return PaddingCollator(tokenizer.pad_token_id or 0, dict(self.label_pad), self.batch_keys)
 
-    def batch_sampler(self, features: Dataset, batch_size: int, seed: int, group_by_length: bool = True):
+    def batch_sampler(self, features: Dataset, batch_size: int, seed: int,
+                      group_by_length: bool = True) -> LengthGroupedBatchSampler:
         """The training batch sampler: random batches of similar length (multi-task training overrides it)."""
         from ..training import LengthGroupedBatchSampler
 

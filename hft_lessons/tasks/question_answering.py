@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from ..metrics import squad_scores
 from .base import Task
@@ -83,7 +84,8 @@ class QuestionAnsweringTask(Task):
         self.name, self.metric = name, "f1"
         self.n_best, self.max_answer_length = n_best, max_answer_length
 
-    def tokenize(self, split: Dataset, tokenizer, max_length: int, stride: int = 0, train: bool = True) -> Dataset:
+    def tokenize(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, stride: int = 0,
+                 train: bool = True) -> Dataset:
         """Question + context pairs cut into overlapping windows; train: answer token positions per window.
 
         Evaluation features keep ``example_id`` and an ``offset_mapping`` with None outside the context.
@@ -92,7 +94,7 @@ class QuestionAnsweringTask(Task):
                          fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "stride": stride,
                                     "train": train})
 
-    def encode_windows(self, batch: dict[str, list], tokenizer, max_length: int, stride: int = 0,
+    def encode_windows(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int, stride: int = 0,
                        train: bool = True) -> dict[str, list]:
         """``tokenize`` for one batch of raw columns (a dict of lists): the windows and their extras."""
         questions = [q.lstrip() for q in batch["question"]]  # leading spaces waste window room
@@ -136,7 +138,7 @@ class QuestionAnsweringTask(Task):
         """A linear start/end scorer (``dropout`` is unused: the span head has none)."""
         return SpanHead(hidden_size)
 
-    def loss(self, logits, batch):
+    def loss(self, logits: tuple[torch.Tensor, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean of the start and end cross-entropies; positions past the sequence are ignored."""
         start_logits, end_logits = logits
         ignored = start_logits.size(1)
@@ -146,7 +148,8 @@ class QuestionAnsweringTask(Task):
         end_loss = F.cross_entropy(end_logits.float(), ends, ignore_index=ignored)
         return (start_loss + end_loss) / 2
 
-    def predict(self, logits, batch) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, logits: tuple[torch.Tensor, torch.Tensor],
+                batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         """One batch's start and end logits as CPU NumPy arrays [batch, width]; widths vary by batch."""
         start_logits, end_logits = logits
         return start_logits.float().cpu().numpy(), end_logits.float().cpu().numpy()
@@ -170,7 +173,8 @@ class QuestionAnsweringTask(Task):
             result[example["id"]] = spans[0]["text"] if spans else ""
         return result
 
-    def compute_metrics(self, predictions, features, raw) -> dict[str, float]:
+    def compute_metrics(self, predictions: list[tuple[np.ndarray, np.ndarray]], features: Dataset,
+                        raw: Dataset) -> dict[str, float]:
         """SQuAD v1.1 exact match and F1 (0–100), best over the gold answers."""
         preds = self.answers(predictions, features, raw)
         return squad_scores(preds, {ex["id"]: ex["answers"]["text"] for ex in raw})

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from .base import Task
 
@@ -50,7 +51,8 @@ class SequenceClassificationTask(Task):
         self.name, self.metric = name, "accuracy"
         self.text_column, self.labels, self.pooling = text_column, labels, pooling
 
-    def tokenize(self, split: Dataset, tokenizer, max_length: int, stride: int = 0, train: bool = True) -> Dataset:
+    def tokenize(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, stride: int = 0,
+                 train: bool = True) -> Dataset:
         """Tokenize sentences (truncated to ``max_length``) and keep the integer labels."""
         def fn(batch):
             enc = tokenizer(batch[self.text_column], truncation=True, max_length=max_length)
@@ -62,15 +64,16 @@ class SequenceClassificationTask(Task):
         """A pooled linear classifier."""
         return ClassificationHead(hidden_size, len(self.labels), dropout, self.pooling)
 
-    def loss(self, logits, batch):
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Cross-entropy against the labels."""
         return F.cross_entropy(logits.float(), batch["labels"])
 
-    def predict(self, logits, batch):
+    def predict(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted class ids and gold labels for one batch."""
         return logits.argmax(-1).cpu(), batch["labels"].cpu()
 
-    def compute_metrics(self, predictions, features, raw) -> dict[str, float]:
+    def compute_metrics(self, predictions: list[tuple[torch.Tensor, torch.Tensor]], features: Dataset,
+                        raw: Dataset) -> dict[str, float]:
         """Accuracy over the split."""
         pred = torch.cat([p for p, _ in predictions])
         gold = torch.cat([g for _, g in predictions])

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from ..data import NER_LABELS
 from ..metrics import entity_scores
@@ -50,7 +51,8 @@ class TokenClassificationTask(Task):
         self.name, self.metric = name, "f1"
         self.tokens_column, self.tags_column, self.labels = tokens_column, tags_column, tuple(labels)
 
-    def tokenize(self, split: Dataset, tokenizer, max_length: int, stride: int = 0, train: bool = True) -> Dataset:
+    def tokenize(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, stride: int = 0,
+                 train: bool = True) -> Dataset:
         """Tokenize pre-split words (truncated to ``max_length``) and align the tags to sub-tokens."""
         def fn(batch):
             enc = tokenizer(batch[self.tokens_column], is_split_into_words=True, truncation=True,
@@ -63,17 +65,18 @@ class TokenClassificationTask(Task):
         """A per-token linear tagger."""
         return TokenClassificationHead(hidden_size, len(self.labels), dropout)
 
-    def loss(self, logits, batch):
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token-level cross-entropy, ignoring sub-word continuations, special tokens and padding."""
         return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX)
 
-    def predict(self, logits, batch) -> list[tuple[list[int], list[int]]]:
+    def predict(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[tuple[list[int], list[int]]]:
         """Per sentence: (predicted, gold) tag ids at the labelled (first sub-token) positions."""
         pred, gold = logits.argmax(-1).cpu(), batch["labels"].cpu()
         keep = gold != IGNORE_INDEX
         return [(p[k].tolist(), g[k].tolist()) for p, g, k in zip(pred, gold, keep, strict=True)]
 
-    def compute_metrics(self, predictions, features, raw) -> dict[str, float]:
+    def compute_metrics(self, predictions: list[list[tuple[list[int], list[int]]]], features: Dataset,
+                        raw: Dataset) -> dict[str, float]:
         """Entity-level precision, recall and F1 (overall and per entity type) with seqeval."""
         rows = [row for batch in predictions for row in batch]
         pred_tags = [[self.labels[i] for i in p] for p, _ in rows]
