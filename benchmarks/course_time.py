@@ -1,0 +1,89 @@
+"""Execute every chapter in a fresh kernel, in one profile, and write the wall time per chapter.
+
+    HFT_DATA_DIR=/path/to/datasets python benchmarks/course_time.py --profile cpu
+    python benchmarks/course_time.py --profile smoke --chapters 01 04 --out /tmp/times.csv
+
+Each notebook runs top to bottom in its own kernel (``nbconvert``'s ExecutePreprocessor), in memory, so the
+stored outputs are never touched. The chapters run in reading order, one after the other, in one environment:
+whatever a chapter leaves behind for later chapters (a run cache, downloaded data) is used, as on a learner's
+machine. The results file (CSV) names this script, the command, the machine and the profile in its header
+lines; the table is also printed. Run it on an otherwise idle machine: times from a loaded machine are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def chapters(selected: list[str] | None) -> list[Path]:
+    """The chapter notebooks in file order, or only those whose number prefix is in ``selected``."""
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if not selected:
+        return found
+    picked = [p for p in found if p.name[:2] in selected]
+    missing = sorted(set(selected) - {p.name[:2] for p in picked})
+    if missing:
+        raise SystemExit(f"no chapter numbered {', '.join(missing)}; have {', '.join(p.name[:2] for p in found)}")
+    return picked
+
+
+def run_chapter(path: Path, timeout: int) -> tuple[float, str]:
+    """Execute one notebook in a fresh kernel; return (seconds, 'ok' or the error)."""
+    import nbformat  # the heavy imports wait until the arguments are known (startup speed)
+    from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
+
+    nb = nbformat.read(path, as_version=4)
+    runner = ExecutePreprocessor(timeout=timeout, kernel_name="python3")
+    start = time.perf_counter()
+    status = "ok"
+    try:  # the executed copy stays in memory: the stored outputs are never touched
+        runner.preprocess(nb, {"metadata": {"path": str(path.parent)}})
+    except CellExecutionError as err:
+        status = "error: " + str(err).strip().splitlines()[-1][:200]
+    except TimeoutError:
+        status = f"error: a cell ran over {timeout} s"
+    return time.perf_counter() - start, status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the chapters in order, print and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--chapters", nargs="*", help="number prefixes, e.g. 01 04 (default: all)")
+    parser.add_argument("--out", type=Path, help="CSV to write (default: benchmarks/results/course_time_<profile>.csv)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+    os.environ["HFT_PROFILE"] = args.profile
+    out = args.out or ROOT / "benchmarks" / "results" / f"course_time_{args.profile}.csv"
+    rows = []
+    for path in chapters(args.chapters):
+        seconds, status = run_chapter(path, args.timeout)
+        rows.append((path.stem, round(seconds, 1), status))
+        print(f"{path.stem:45s} {seconds / 60:6.1f} min  {status}", flush=True)
+    total = sum(r[1] for r in rows)
+    print(f"{'total':45s} {total / 60:6.1f} min")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as f:
+        f.write(f"# written by benchmarks/course_time.py --profile {args.profile}"
+                f"{' --chapters ' + ' '.join(args.chapters) if args.chapters else ''}\n")
+        f.write(f"# {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
+                f"python {platform.python_version()}; cache: {os.environ.get('HFT_RUN_CACHE', 'default')}\n")
+        writer = csv.writer(f)
+        writer.writerow(["chapter", "seconds", "status"])
+        writer.writerows(rows)
+        writer.writerow(["total", round(total, 1), "ok" if all(r[2] == "ok" for r in rows) else "errors"])
+    return 0 if all(r[2] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""benchmarks/course_time.py executes chapters in fresh kernels and writes the time table it prints."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "course_time.py"
+
+
+def test_course_time_runs_a_chapter_and_writes_its_row(tmp_path):
+    out = tmp_path / "times.csv"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--profile", "smoke", "--chapters", "00", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = out.read_text().splitlines()
+    assert lines[0] == "# written by benchmarks/course_time.py --profile smoke --chapters 00"
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    assert [r["chapter"] for r in rows] == ["00_how_to_use_this_book", "total"]
+    assert rows[0]["status"] == "ok" and float(rows[0]["seconds"]) > 0
+    assert float(rows[1]["seconds"]) == float(rows[0]["seconds"])
+
+
+def test_course_time_names_the_chapters_it_does_not_have(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--profile", "smoke", "--chapters", "98"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("no chapter numbered 98; have 00, 01,")
