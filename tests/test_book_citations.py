@@ -1,0 +1,51 @@
+"""The book cites through references.bib: no plain author-year citations, no unknown keys, full entries."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = sorted((ROOT / "book").glob("*.md"))
+BIB = (ROOT / "references.bib").read_text(encoding="utf-8")
+# "Houlsby et al. (2019)", "(Houlsby et al., 2019)", "Li & Liang (2021)", "Caruana, 1997"
+AUTHOR_YEAR = re.compile(r"\b[A-Z][a-z]+(?: et\s+al\.| & [A-Z][A-Za-z ]+?)?,?\s+\(?(?:19|20)\d\d[a-z]?\b")
+ENTRY = re.compile(r"@\w+\{([^,]+),(.*?)\n\}", re.S)
+
+
+def _entries() -> dict[str, str]:
+    return {key.strip(): body for key, body in ENTRY.findall(BIB)}
+
+
+def test_no_author_year_citation_in_the_book():
+    hits = []
+    for path in BOOK:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in AUTHOR_YEAR.finditer(line):
+                text = match.group(0)
+                if "et al" in text or "&" in text or "(" in text or "," in text:
+                    hits.append(f"{path.name}:{number}: {text}")
+    assert not hits, "author-year citations outside the bibliography (use {cite}):\n" + "\n".join(hits)
+
+
+def test_the_pattern_finds_author_year_citations():
+    for text in ("Houlsby et al. (2019)", "(Houlsby et al., 2019)", "Li & Liang (2021)", "(Caruana, 1997)"):
+        assert AUTHOR_YEAR.search(text), text
+    assert not AUTHOR_YEAR.search("{cite:t}`houlsby2019adapters`")
+
+
+def test_every_cited_key_is_in_the_bibliography():
+    keys = _entries()
+    cited = set()
+    for path in BOOK:
+        for group in re.findall(r"\{cite(?::[tp])?\}`([^`]+)`", path.read_text(encoding="utf-8")):
+            cited.update(k.strip() for k in group.split(","))
+    missing = sorted(cited - set(keys))
+    assert cited and not missing, f"cited but not in references.bib: {missing}"
+
+
+def test_every_entry_has_authors_year_venue_and_link():
+    entries = _entries()
+    assert len(entries) == BIB.count("\n@") + BIB.startswith("@"), "duplicate or unparsed entries"
+    for key, body in entries.items():
+        fields = set(re.findall(r"^\s*(\w+)\s*=", body, re.M))
+        assert {"author", "title", "year", "url"} <= fields, f"{key}: missing {({'author', 'year', 'url'} - fields)}"
+        assert fields & {"booktitle", "journal", "howpublished"}, f"{key}: no venue"
