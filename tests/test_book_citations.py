@@ -49,3 +49,32 @@ def test_every_entry_has_authors_year_venue_and_link():
         fields = set(re.findall(r"^\s*(\w+)\s*=", body, re.M))
         assert {"author", "title", "year", "url"} <= fields, f"{key}: missing {({'author', 'year', 'url'} - fields)}"
         assert fields & {"booktitle", "journal", "howpublished"}, f"{key}: no venue"
+
+
+def _cited(text: str) -> set[str]:
+    return {k.strip() for g in re.findall(r"\{cite(?::[tp])?\}`([^`]+)`", text) for k in g.split(",")}
+
+
+def test_every_work_a_chapter_cites_is_in_its_reading_list():
+    for path in BOOK:
+        text = path.read_text(encoding="utf-8")
+        if "## Further reading" not in text:
+            continue
+        body, reading = text.split("## Further reading", 1)
+        missing = sorted(_cited(body) - _cited(reading))
+        assert not missing, f"{path.name}: cited but not in its Further reading: {missing}"
+
+
+def test_the_benchmarks_page_shows_the_results_csv():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_table", ROOT / "tools" / "benchmark_table.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rows = tool.load()
+    page = (ROOT / "book" / "benchmarks.md").read_text(encoding="utf-8")
+    assert rows and tool.table(rows) in page, "run python tools/benchmark_table.py"
+    assert tool.render(page, rows) == page
+    first = rows[0]
+    changed = [dict(first, accuracy="0.1234")] + rows[1:]
+    assert tool.table(changed) not in page, "the table must follow the CSV"
