@@ -8,15 +8,18 @@ runs a short smoke training (LoRA on the shipped SST-2 samples), and ends with o
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 __all__ = ["Check", "REQUIRED", "check_versions", "check_device", "check_data", "check_model", "smoke_training",
-           "run_checks", "verdict", "main"]
+           "iter_checks", "run_checks", "verdict", "main"]
 
 # the minimum versions of pyproject's dependencies
 REQUIRED = {"torch": "2.1", "transformers": "5.0", "datasets": "3.0", "peft": "0.13", "accelerate": "1.0",
@@ -142,7 +145,8 @@ def smoke_training(model: str | None = None, examples: int = 64, epochs: int = 1
         net = prepare_model(task.build_model(backbone), "lora")
         config = TrainConfig(lr=2e-3, epochs=epochs, batch_size=8, progress=False, log_every=1,
                              mixed_precision="no")
-        result = train(net, task, train_f, eval_f, data["validation"], tokenizer, config)
+        with contextlib.redirect_stdout(io.StringIO()):  # the trainer's per-epoch lines; the report says enough
+            result = train(net, task, train_f, eval_f, data["validation"], tokenizer, config)
     except Exception as err:  # any failure is the finding
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         return Check("smoke training", False, f"{type(err).__name__}: {first}", f"a working training run ({first})")
@@ -157,12 +161,19 @@ def smoke_training(model: str | None = None, examples: int = 64, epochs: int = 1
     return Check("smoke training", True, detail)
 
 
+def iter_checks(data_dir: str | os.PathLike | None = None, smoke: bool = True) -> Iterator[Check]:
+    """Every check in report order, each yielded as soon as it is done (the smoke training comes last)."""
+    yield from check_versions()
+    yield check_device()
+    yield from check_data(data_dir)
+    yield check_model()
+    if smoke:
+        yield smoke_training()
+
+
 def run_checks(data_dir: str | os.PathLike | None = None, smoke: bool = True) -> list[Check]:
     """Every check, in the order the report prints them."""
-    checks = check_versions() + [check_device()] + check_data(data_dir) + [check_model()]
-    if smoke:
-        checks.append(smoke_training())
-    return checks
+    return list(iter_checks(data_dir, smoke))
 
 
 def verdict(checks: list[Check]) -> str:
@@ -180,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime import quiet_libraries
 
     quiet_libraries()
-    checks = run_checks(args.data_dir, smoke=not args.no_smoke)
-    for check in checks:
-        print(check.line())
+    checks = []
+    for check in iter_checks(args.data_dir, smoke=not args.no_smoke):
+        print(check.line(), flush=True)
+        checks.append(check)
     line = verdict(checks)
     print(line)
     return 0 if line == "ready" else 1

@@ -89,7 +89,7 @@ def test_cli_check_prints_the_report_and_the_verdict_last(tmp_path, monkeypatch,
 
 
 def test_cli_check_is_ready_when_everything_is(monkeypatch, capsys):
-    monkeypatch.setattr(envcheck, "run_checks", lambda data_dir, smoke: [Check("x", True, "fine")])
+    monkeypatch.setattr(envcheck, "iter_checks", lambda data_dir, smoke: iter([Check("x", True, "fine")]))
     assert cli_main(["check"]) == 0
     assert capsys.readouterr().out.strip().splitlines() == ["[ok]   x: fine", "ready"]
 
