@@ -122,7 +122,7 @@ def check_model() -> Check:
 
 
 def smoke_training(model: str | None = None, examples: int = 64, epochs: int = 1) -> Check:
-    """Train LoRA on shipped SST-2 samples with the packaged MiniLM (or ``model``): a few seconds on a laptop."""
+    """Train LoRA on shipped SST-2 samples (8 steps by default) with the packaged MiniLM (or ``model``)."""
     import torch
 
     from .backbone import load_backbone, packaged_minilm_path
