@@ -33,11 +33,15 @@ by default `course_fast` is left out (add it to `--runners`).
 initialisation, dropout and batch order; the 4,000 training sentences stay the same), and compares medians:
 on a shared or throttled machine one run per side can be off by 10% or more, and one seed's validation accuracy
 by about a point. Every runner gets the same seeds.
+`--results benchmarks/results/trainer_speed.csv` appends one row per run (method, runner, sampler, seed, speed,
+peak memory, accuracy and the command that made it) to a CSV; `tools/benchmark_table.py` turns that file into the
+table of the book's Benchmarks page.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -49,6 +53,32 @@ RUNNERS = ("course", "course_fast", "hf_default", "hf_grouped", "model_only", "b
 DEFAULT_RUNNERS = ("course", "hf_default", "hf_grouped")
 COURSE = ("course", "course_fast")
 TRAINER = ("hf_default", "hf_grouped")
+RESULT_FIELDS = ("method", "runner", "sampler", "seed", "examples_per_second", "peak_memory_mb", "accuracy", "source")
+
+
+def result_row(method: str, runner: str, seed: int, run: dict[str, float], command: str) -> dict[str, str]:
+    """One run as a row of the results CSV (the sampler is random only for Trainer's default)."""
+    return {"method": method, "runner": runner, "sampler": "random" if runner == "hf_default" else "grouped",
+            "seed": str(seed), "examples_per_second": f"{run['examples_per_second']:.1f}",
+            "peak_memory_mb": f"{run['peak_memory_mb']:.0f}", "accuracy": f"{run['accuracy']:.4f}", "source": command}
+
+
+def append_results(path: str, rows: list[dict[str, str]]) -> None:
+    """Append rows to the results CSV at `path`, writing the header first if the file is new or empty."""
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _command(runner: str, method: str, args: argparse.Namespace) -> str:
+    """The command line that reproduces one run."""
+    return (f"python benchmarks/trainer_speed.py --one {runner} {method} --model {args.model} "
+            f"--max-train {args.max_train} --epochs {args.epochs} --batch-size {args.batch_size} "
+            f"--max-length {args.max_length} --seed {args.seed}")
 
 
 def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]:
@@ -205,6 +235,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--tmp", default="/tmp/hft_trainer_speed")
     p.add_argument("--one", nargs=2, metavar=("RUNNER", "METHOD"), help=argparse.SUPPRESS)
+    p.add_argument("--results", default=None, help="append one row per run to this CSV")
     args = p.parse_args()
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     unknown = sorted(set(runners) - set(RUNNERS))
@@ -214,7 +245,11 @@ def main() -> None:
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give a positive number of runs")
     if args.one:
-        print(json.dumps(_one(args.one[0], args.one[1], args)))
+        run = _one(args.one[0], args.one[1], args)
+        if args.results:
+            append_results(args.results, [result_row(args.one[1], args.one[0], args.seed, run,
+                                                     _command(args.one[0], args.one[1], args))])
+        print(json.dumps(run))
         return
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for method in args.methods.split(","):
@@ -227,6 +262,9 @@ def main() -> None:
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 runs.setdefault((method, runner), []).append(r)
+                if args.results:
+                    args.seed = repeat
+                    append_results(args.results, [result_row(method, runner, repeat, r, _command(runner, method, args))])
                 print(f"{method:5s} {runner:11s} seed {repeat} {r['examples_per_second']:8.1f} ex/s  "
                       f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
     rows = {key: {k: statistics.median(r[k] for r in rs) for k in ("examples_per_second", "peak_memory_mb", "accuracy")}

@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--sampling", default="temperature", choices=("proportional", "temperature", "round_robin"))
     mt.add_argument("--temperature", type=_positive_float, default=2.0, help="T of --sampling temperature")
     _add_common(mt, METHOD_NAMES)
+    sub.add_parser("check", help="is this machine ready? versions, device, data, model, a smoke training")
     return parser
 
 
@@ -242,6 +243,10 @@ def _save_weights(model, folder: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, validate, run, and print the metrics object as the last line."""
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["check"]:  # the environment check: hft_lessons.envcheck
+        from .envcheck import main as check
+
+        return check((sys.argv[1:] if argv is None else argv)[1:])
     args = build_parser().parse_args(argv)
     _check_paths(args)
     try:

@@ -23,6 +23,7 @@ OUTLINE = [
     ("7. Tools and resources", ["book/07_tools"]),
     ("8. Trends", ["book/08_trends"]),
     ("9. FAQ", ["book/09_faq"]),
+    ("Appendix", ["book/workshop", "book/benchmarks", "book/glossary", "book/notation", "book/bibliography"]),
 ]
 
 
