@@ -43,9 +43,11 @@ def _allowed(device_type: str, bf16_supported: bool) -> tuple[str, ...]:
 
 def _nearest_model(rows: Sequence[Mapping[str, Any]], model_size: int) -> list[Mapping[str, Any]]:
     """The rows of the measured model whose parameter count is nearest to ``model_size`` (on a log scale)."""
-    sizes = {int(r["params"]) for r in rows}
-    nearest = min(sizes, key=lambda s: (abs(math.log(s) - math.log(model_size)), s))
-    return [r for r in rows if int(r["params"]) == nearest]
+    sizes: dict[str, int] = {}
+    for r in rows:
+        sizes[str(r["model"])] = min(int(r["params"]), sizes.get(str(r["model"]), int(r["params"])))
+    nearest = min(sizes, key=lambda m: (abs(math.log(sizes[m]) - math.log(model_size)), sizes[m]))
+    return [r for r in rows if str(r["model"]) == nearest]
 
 
 def _relative_speeds(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -82,10 +84,10 @@ def choose_mixed_precision(device_type: str, bf16_supported: bool, model_size: i
     """The mixed precision ("no", "bf16" or "fp16") that "auto" means for this device and model size."""
     if model_size < 1:
         raise ValueError(f"model_size must be a positive parameter count, got {model_size}")
-    allowed = _allowed(device_type, bf16_supported)
-    table = MEASURED if measured_table is None else measured_table
     if device_type != "cuda":
         return "no"
+    allowed = _allowed(device_type, bf16_supported)
+    table = MEASURED if measured_table is None else measured_table
     if not table:  # no measurement: the trainer's original choice
         return "bf16" if bf16_supported else "fp16"
     rows = _nearest_model(table, model_size)
