@@ -178,7 +178,7 @@ def _shapes(text: str | None, profile: str) -> list[tuple[int, int]]:
         try:
             batch, length = (int(x) for x in part.lower().split("x"))
         except ValueError:
-            raise SystemExit(f"--shapes {text!r}: give BATCHxLENGTH pairs separated by commas, e.g. 32x128,12x384")
+            raise SystemExit(f"--shapes {text!r}: give BATCHxLENGTH pairs separated by commas, e.g. 32x128,12x384") from None
         if batch < 1 or length < 2:
             raise SystemExit(f"--shapes {text!r}: batch must be >= 1 and length >= 2")
         shapes.append((batch, length))
