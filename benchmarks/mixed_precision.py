@@ -202,6 +202,17 @@ def header(argv: list[str], device: torch.device) -> str:
             f"{torch.get_float32_matmul_precision()}")
 
 
+def write_csv(out: Path, rows: list[dict[str, object]], argv: list[str], device: torch.device) -> None:
+    """The rows, with their speed-ups over float32, under the header line."""
+    add_speedups(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        f.write(header(argv, device) + "\n")
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def print_table(rows: list[dict[str, object]]) -> None:
     """The rows as an aligned text table."""
     cols = ("model", "measure", "batch", "length", "precision", "ms_per_step", "examples_per_second",
@@ -244,23 +255,19 @@ def main(argv: list[str] | None = None) -> int:
     if "fp32" not in precisions:
         precisions = ["fp32", *precisions]  # the reference every speed-up is measured against
 
+    out = Path(args.out)
     rows: list[dict[str, object]] = []
     for name in models:
         print(f"timing {name}: shapes {shapes}, precisions {precisions} on {device}", flush=True)
         rows += time_model(name, shapes, precisions, device, args.warmup, args.repeats)
+    write_csv(out, rows, argv, device)  # written now too, so that a run stopped during training keeps the timing
+    print_table(rows)
     if args.accuracy:
         print(f"training SST-2 per precision ({args.acc_train} sentences, {args.acc_epochs} epoch(s))", flush=True)
-        rows += train_accuracy(precisions, args)
-    add_speedups(rows)
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        f.write(header(argv, device) + "\n")
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    print_table(rows)
+        for p in precisions:
+            rows += train_accuracy([p], args)
+            write_csv(out, rows, argv, device)
+        print_table(rows)
     print(f"wrote {out}")
     from hft_lessons.precision import choose_mixed_precision, read_measured_table
 
