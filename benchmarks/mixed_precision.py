@@ -1,19 +1,21 @@
-"""Time float32, bfloat16 and float16 (autocast) training steps for MiniLM and BERT-base shapes; optionally train.
+"""Time float32, bfloat16 and float16 (autocast) steps for MiniLM and BERT-base shapes; optionally train.
 
-    python benchmarks/mixed_precision.py                       # timing: forward+backward, the gpu profile's shapes
-    python benchmarks/mixed_precision.py --accuracy            # + a short SST-2 run per precision (course trainer)
+    python benchmarks/mixed_precision.py               # forward+backward at the gpu profile's shapes
+    python benchmarks/mixed_precision.py --accuracy    # + a short SST-2 run per precision (course trainer)
     python benchmarks/mixed_precision.py --shapes 4x32 --repeats 2 --models minilm   # a quick try
 
 Timing: a BERT encoder with a two-class head on its [CLS] vector, randomly initialised from the config of the
-packaged all-MiniLM-L6-v2 (``minilm``) or of bert-base-uncased (``bert-base``: BertConfig's defaults, nothing is
-downloaded); random token ids at the full sequence length, dropout on. Each step is forward, cross-entropy and
-backward; float32 runs without autocast, bf16 and fp16 under ``torch.autocast`` (fp16 with a GradScaler), as
-accelerate does for the course trainer. Median of ``--repeats`` timed steps after ``--warmup``, precisions
-interleaved so that background load hits them alike. ``--accuracy`` also fine-tunes the packaged MiniLM on SST-2
-(the course trainer, ``--acc-method``) once per precision, and records accuracy and the trainer's examples/s.
+packaged all-MiniLM-L6-v2 (``minilm``) or of bert-base-uncased (``bert-base``: BertConfig's defaults, nothing
+is downloaded); random token ids at the full sequence length, dropout on. Each step is forward, cross-entropy
+and backward; float32 runs without autocast, bf16 and fp16 under ``torch.autocast`` (fp16 with a GradScaler),
+as accelerate does for the course trainer. Median of ``--repeats`` timed steps after ``--warmup``, precisions
+interleaved so that background load hits them alike. ``--accuracy`` also fine-tunes the packaged MiniLM on
+SST-2 (the course trainer, ``--acc-method``) once per precision, and records accuracy and the trainer's
+examples/s.
 
-Writes a CSV (default benchmarks/results/mixed_precision.csv) whose first line names this script and the command;
-``hft_lessons.precision.read_measured_table`` reads it back and ``choose_mixed_precision`` picks from it.
+Writes a CSV (default benchmarks/results/mixed_precision.csv) whose first line names this script and the
+command; ``hft_lessons.precision.read_measured_table`` reads it back and ``choose_mixed_precision`` picks from
+it.
 """
 
 from __future__ import annotations
@@ -39,13 +41,24 @@ from hft_lessons.runtime import pick_device, seed_everything, synchronize
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 MODELS = ("minilm", "bert-base")
-COLUMNS = ("model", "params", "measure", "batch", "length", "precision", "ms_per_step", "examples_per_second",
-           "speedup_vs_fp32", "accuracy", "device")
+COLUMNS = (
+    "model",
+    "params",
+    "measure",
+    "batch",
+    "length",
+    "precision",
+    "ms_per_step",
+    "examples_per_second",
+    "speedup_vs_fp32",
+    "accuracy",
+    "device",
+)
 RESULTS = Path(__file__).resolve().parent / "results" / "mixed_precision.csv"
 
 
 def model_config(name: str) -> BertConfig:
-    """The BertConfig of ``minilm`` (the packaged all-MiniLM-L6-v2's, or its published shape) or ``bert-base``."""
+    """The BertConfig of ``minilm`` (the packaged all-MiniLM-L6-v2's) or ``bert-base``."""
     if name == "bert-base":
         return BertConfig()  # bert-base-uncased: 12 layers, 768 wide, 12 heads, vocabulary 30,522
     packaged = packaged_minilm_path()
@@ -63,7 +76,9 @@ class Classifier(nn.Module):
         self.head = nn.Linear(config.hidden_size, 2)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0])
+        return self.head(
+            self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+        )
 
 
 def _dtype(precision: str) -> torch.dtype | None:
@@ -88,8 +103,14 @@ def make_step(model: nn.Module, precision: str, batch: int, length: int, device:
     return step
 
 
-def time_model(name: str, shapes: list[tuple[int, int]], precisions: list[str], device: torch.device,
-               warmup: int, repeats: int) -> list[dict[str, object]]:
+def time_model(
+    name: str,
+    shapes: list[tuple[int, int]],
+    precisions: list[str],
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+) -> list[dict[str, object]]:
     """Median forward+backward times of one randomly initialised model, per shape and precision."""
     seed_everything(0)
     model = Classifier(model_config(name)).to(device).train()
@@ -110,9 +131,20 @@ def time_model(name: str, shapes: list[tuple[int, int]], precisions: list[str], 
                 times[p].append(time.perf_counter() - start)
         for p in precisions:
             t = statistics.median(times[p])
-            rows.append({"model": name, "params": params, "measure": "fwd_bwd", "batch": batch, "length": length,
-                         "precision": p, "ms_per_step": round(t * 1e3, 3),
-                         "examples_per_second": round(batch / t, 2), "accuracy": "", "device": str(device)})
+            rows.append(
+                {
+                    "model": name,
+                    "params": params,
+                    "measure": "fwd_bwd",
+                    "batch": batch,
+                    "length": length,
+                    "precision": p,
+                    "ms_per_step": round(t * 1e3, 3),
+                    "examples_per_second": round(batch / t, 2),
+                    "accuracy": "",
+                    "device": str(device),
+                }
+            )
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -120,7 +152,7 @@ def time_model(name: str, shapes: list[tuple[int, int]], precisions: list[str], 
 
 
 def train_accuracy(precisions: list[str], args: argparse.Namespace) -> list[dict[str, object]]:
-    """Fine-tune the packaged MiniLM on SST-2 once per precision with the course trainer; accuracy and speed."""
+    """Fine-tune the packaged MiniLM on SST-2 once per precision (course trainer): accuracy, speed."""
     from accelerate.state import AcceleratorState
 
     from hft_lessons.backbone import load_backbone
@@ -130,9 +162,22 @@ def train_accuracy(precisions: list[str], args: argparse.Namespace) -> list[dict
     from hft_lessons.tasks import get_task
     from hft_lessons.training import train
 
-    cli = build_parser().parse_args(["finetune", "--task", "sst2", "--method", args.acc_method, "--max-train",
-                                     str(args.acc_train), "--max-eval", str(args.acc_eval), "--epochs",
-                                     str(args.acc_epochs), "--no-progress"])
+    cli = build_parser().parse_args(
+        [
+            "finetune",
+            "--task",
+            "sst2",
+            "--method",
+            args.acc_method,
+            "--max-train",
+            str(args.acc_train),
+            "--max-eval",
+            str(args.acc_eval),
+            "--epochs",
+            str(args.acc_epochs),
+            "--no-progress",
+        ]
+    )
     settings = get_profile(args.profile).task("sst2")
     train_raw, eval_raw = load_raw(cli, "sst2", settings)
     task = get_task("sst2")
@@ -149,21 +194,35 @@ def train_accuracy(precisions: list[str], args: argparse.Namespace) -> list[dict
         config = make_train_config(cli, args.acc_method, "sst2", settings, None)
         config = dataclasses.replace(config, mixed_precision={"fp32": "no"}.get(p, p))
         result = train(model, task, train_features, eval_features, eval_raw, tokenizer, config)
-        rows.append({"model": "minilm", "params": sum(q.numel() for q in model.parameters()),
-                     "measure": f"train_sst2_{args.acc_method}", "batch": config.batch_size,
-                     "length": settings.max_length, "precision": p,
-                     "ms_per_step": round(1e3 * result.train_seconds / max(result.steps, 1), 3),
-                     "examples_per_second": round(result.train_examples_per_second, 2),
-                     "accuracy": round(result.metrics["accuracy"], 4), "device": str(args.device_obj)})
-        print(f"  trained sst2 ({args.acc_method}, {p}): accuracy {rows[-1]['accuracy']}, "
-              f"{rows[-1]['examples_per_second']} examples/s", flush=True)
+        rows.append(
+            {
+                "model": "minilm",
+                "params": sum(q.numel() for q in model.parameters()),
+                "measure": f"train_sst2_{args.acc_method}",
+                "batch": config.batch_size,
+                "length": settings.max_length,
+                "precision": p,
+                "ms_per_step": round(1e3 * result.train_seconds / max(result.steps, 1), 3),
+                "examples_per_second": round(result.train_examples_per_second, 2),
+                "accuracy": round(result.metrics["accuracy"], 4),
+                "device": str(args.device_obj),
+            }
+        )
+        print(
+            f"  trained sst2 ({args.acc_method}, {p}): accuracy {rows[-1]['accuracy']}, "
+            f"{rows[-1]['examples_per_second']} examples/s",
+            flush=True,
+        )
     return rows
 
 
 def add_speedups(rows: list[dict[str, object]]) -> None:
-    """Each row's speed-up over float32 for the same model, measure and shape: float32's time per step / its own."""
-    base = {(r["model"], r["measure"], r["batch"], r["length"]): r["ms_per_step"]
-            for r in rows if r["precision"] == "fp32"}
+    """Each row's speed-up over float32 (same model, measure, shape): float32's step time / its own."""
+    base = {
+        (r["model"], r["measure"], r["batch"], r["length"]): r["ms_per_step"]
+        for r in rows
+        if r["precision"] == "fp32"
+    }
     for r in rows:
         ref = base.get((r["model"], r["measure"], r["batch"], r["length"]))
         r["speedup_vs_fp32"] = round(float(ref) / float(r["ms_per_step"]), 3) if ref else ""
@@ -178,7 +237,9 @@ def _shapes(text: str | None, profile: str) -> list[tuple[int, int]]:
         try:
             batch, length = (int(x) for x in part.lower().split("x"))
         except ValueError:
-            raise SystemExit(f"--shapes {text!r}: give BATCHxLENGTH pairs separated by commas, e.g. 32x128,12x384") from None
+            raise SystemExit(
+                f"--shapes {text!r}: give BATCHxLENGTH pairs separated by commas, e.g. 32x128,12x384"
+            ) from None
         if batch < 1 or length < 2:
             raise SystemExit(f"--shapes {text!r}: batch must be >= 1 and length >= 2")
         shapes.append((batch, length))
@@ -197,9 +258,11 @@ def header(argv: list[str], device: torch.device) -> str:
     """The CSV's first line: the script, the command, when, and on what."""
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"# written by benchmarks/mixed_precision.py: python {shlex.join(argv)} | {when} | device {device} "
-            f"({gpu}) | torch {torch.__version__} | float32 matmul precision "
-            f"{torch.get_float32_matmul_precision()}")
+    return (
+        f"# written by benchmarks/mixed_precision.py: python {shlex.join(argv)} | {when} | device {device} "
+        f"({gpu}) | torch {torch.__version__} | float32 matmul precision "
+        f"{torch.get_float32_matmul_precision()}"
+    )
 
 
 def write_csv(out: Path, rows: list[dict[str, object]], argv: list[str], device: torch.device) -> None:
@@ -215,8 +278,17 @@ def write_csv(out: Path, rows: list[dict[str, object]], argv: list[str], device:
 
 def print_table(rows: list[dict[str, object]]) -> None:
     """The rows as an aligned text table."""
-    cols = ("model", "measure", "batch", "length", "precision", "ms_per_step", "examples_per_second",
-            "speedup_vs_fp32", "accuracy")
+    cols = (
+        "model",
+        "measure",
+        "batch",
+        "length",
+        "precision",
+        "ms_per_step",
+        "examples_per_second",
+        "speedup_vs_fp32",
+        "accuracy",
+    )
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(c.rjust(widths[c]) for c in cols))
     for r in rows:
@@ -224,20 +296,30 @@ def print_table(rows: list[dict[str, object]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the options, time (and optionally train) every model and precision, write the CSV, print a table."""
+    """Parse the options, time (and train) every model and precision, write the CSV, print a table."""
     argv = sys.argv if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32, bf16, fp16")
-    parser.add_argument("--profile", default="gpu", choices=tuple(PROFILES),
-                        help="whose batch sizes and sequence lengths to time (default: gpu)")
+    parser.add_argument(
+        "--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32, bf16, fp16"
+    )
+    parser.add_argument(
+        "--profile",
+        default="gpu",
+        choices=tuple(PROFILES),
+        help="whose batch sizes and sequence lengths to time (default: gpu)",
+    )
     parser.add_argument("--shapes", default=None, help="BATCHxLENGTH,... instead of the profile's shapes")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the course's choice)")
     parser.add_argument("--out", default=str(RESULTS), help="the CSV to write")
-    parser.add_argument("--accuracy", action="store_true", help="also fine-tune MiniLM on SST-2 per precision")
-    parser.add_argument("--acc-method", default="full", help="the method of the accuracy runs (default: full)")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="also fine-tune MiniLM on SST-2 per precision"
+    )
+    parser.add_argument(
+        "--acc-method", default="full", help="the method of the accuracy runs (default: full)"
+    )
     parser.add_argument("--acc-train", type=int, default=4000, help="SST-2 training sentences per run")
     parser.add_argument("--acc-eval", type=int, default=872, help="SST-2 validation sentences")
     parser.add_argument("--acc-epochs", type=int, default=1)
@@ -246,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     precisions = _names(args.precisions, PRECISIONS, "--precisions")
     shapes = _shapes(args.shapes, args.profile)
     if args.repeats < 1 or args.warmup < 0:
-        raise SystemExit(f"--repeats {args.repeats} --warmup {args.warmup}: give repeats >= 1 and warmup >= 0")
+        raise SystemExit(
+            f"--repeats {args.repeats} --warmup {args.warmup}: give repeats >= 1 and warmup >= 0"
+        )
     device = pick_device(args.device)
     args.device_obj = device
     if device.type == "cuda" and "bf16" in precisions and not torch.cuda.is_bf16_supported():
@@ -260,10 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in models:
         print(f"timing {name}: shapes {shapes}, precisions {precisions} on {device}", flush=True)
         rows += time_model(name, shapes, precisions, device, args.warmup, args.repeats)
-    write_csv(out, rows, argv, device)  # written now too, so that a run stopped during training keeps the timing
+    write_csv(
+        out, rows, argv, device
+    )  # written now too, so that a run stopped during training keeps the timing
     print_table(rows)
     if args.accuracy:
-        print(f"training SST-2 per precision ({args.acc_train} sentences, {args.acc_epochs} epoch(s))", flush=True)
+        print(
+            f"training SST-2 per precision ({args.acc_train} sentences, {args.acc_epochs} epoch(s))",
+            flush=True,
+        )
         for p in precisions:
             rows += train_accuracy([p], args)
             write_csv(out, rows, argv, device)
@@ -275,8 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     for name in models:
         size = next(int(r["params"]) for r in rows if r["model"] == name)
-        print(f"rule (hft_lessons.precision) on {device.type}, {name} ({size:,} parameters): "
-              f"{choose_mixed_precision(device.type, bf16, size, measured_table=table)}")
+        print(
+            f"rule (hft_lessons.precision) on {device.type}, {name} ({size:,} parameters): "
+            f"{choose_mixed_precision(device.type, bf16, size, measured_table=table)}"
+        )
     return 0
 
 

