@@ -9,7 +9,7 @@ masks, clipping inside fused AdamW, LoRA's low-rank product accumulated inside t
 attention with a hand-written backward, BERT layers that skip padding, linear layers multiplied by oneDNN where
 it measures faster than MKL, and for full fine-tuning a word-embedding table that trains only the rows the
 training sentences reach; see
-`hft_lessons.cpu_speedups`), `Trainer` with its default random sampler, and `Trainer` with
+`hft_lessons.speedups`), `Trainer` with its default random sampler, and `Trainer` with
 `train_sampling_strategy="group_by_length"` (its fastest setting). It prints examples per second, peak memory
 and validation accuracy for each, and the ratios against `Trainer`. `model_only` runs forward and backward over the
 same batches and nothing else (no optimizer step: nothing learns): no trainer that leaves the model's own
@@ -18,7 +18,7 @@ done (not what it computes), so it can. `bare` is the shortest correct PyTorch l
 the course trainer's batches and recipe (forward, backward, clipping, fused AdamW step, learning-rate schedule;
 no Accelerate, no logging, no checkpoints): the least work any trainer that really trains with AdamW must do.
 Both course runners first copy the weights that `from_pretrained` left in its file mapping into memory of their
-own (`hft_lessons.cpu_speedups.own_weights`, ~20 ms); `Trainer`, given the same model, lets its first optimizer
+own (`hft_lessons.training.own_weights`, ~20 ms); `Trainer`, given the same model, lets its first optimizer
 step copy them page by page (that way the course trainer's first step took ~2.5 s more on the
 2-core benchmark machine).
 Every runner is timed the same way: the wall time of the whole training call (setup, data loading and
@@ -167,12 +167,12 @@ def _bare(model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argpa
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from hft_lessons.training import TrainConfig, _adamw, _param_groups, evaluate
+    from hft_lessons.training import TrainConfig, evaluate, make_optimizer, param_groups
 
     cfg = TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
                       warmup_ratio=recipe.warmup_ratio, epochs=args.epochs, batch_size=args.batch_size,
                       seed=args.seed)
-    optimizer = _adamw(_param_groups(model, cfg), cfg.lr)
+    optimizer = make_optimizer(param_groups(model, cfg), cfg.lr)
     total = len(task.batch_sampler(train_f, args.batch_size, args.seed, True)) * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -9,7 +9,6 @@ belongs to. Delta modules (LoRA, adapters, ...) are shared by all tasks; only th
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +20,8 @@ from torch import nn
 from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
+from .evaluation import evaluate
+from .sampler import LengthGroupedBatchSampler
 from .tasks import TASK_NAMES, get_task
 from .tasks.base import Task, TaskModel, encode
 
@@ -32,11 +33,9 @@ __all__ = [
     "MultiTaskBatchSampler",
     "MultiTaskCollator",
     "MultiTask",
-    "run_multitask",
 ]
 
 SAMPLING_STRATEGIES = ("proportional", "temperature", "round_robin")
-PERCENT_METRICS = ("squad",)  # tasks whose main metric is on a 0–100 scale
 
 
 def _check_strategy(strategy: str, temperature: float) -> None:
@@ -164,8 +163,6 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     def __init__(self, lengths: Sequence[Sequence[int]], batch_size: int, strategy: str = "proportional",
                  temperature: float = 2.0, seed: int = 0, group_by_length: bool = True,
                  offsets: Sequence[int] | None = None) -> None:
-        from .training import LengthGroupedBatchSampler
-
         _check_strategy(strategy, temperature)
         if not lengths or any(len(x) == 0 for x in lengths):
             raise ValueError("every task needs at least one training example")
@@ -323,6 +320,14 @@ class MultiTask(Task):
         """The predictions of the task this batch belongs to."""
         return self._of(batch).predict(logits, batch)
 
+    def printed_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """What each task prints, under its name, and the ``average``."""
+        shown: dict[str, float] = {}
+        for t in self.tasks:
+            own = {k[len(t.name) + 1:]: v for k, v in metrics.items() if k.startswith(f"{t.name}_")}
+            shown.update({f"{t.name}_{k}": v for k, v in t.printed_metrics(own).items()})
+        return {**shown, **{k: v for k, v in metrics.items() if k == "average"}}
+
     def compute_metrics(self, predictions: list[Any], features: Any, raw: Any) -> dict[str, float]:
         """Not used: :meth:`evaluate` scores each task on its own split."""
         raise NotImplementedError("MultiTask scores each task separately; call MultiTask.evaluate")
@@ -331,8 +336,6 @@ class MultiTask(Task):
                  tokenizer: PreTrainedTokenizerBase, batch_size: int = 128,
                  device: torch.device | str | None = None) -> dict[str, float]:
         """Per-task metrics prefixed by task name (``sst2_accuracy``, ``squad_f1``, ...) plus their ``average``."""
-        from .training import evaluate
-
         features = self._features(features)
         if not isinstance(model, MultiTaskModel):
             raise ValueError(f"MultiTask.evaluate needs a MultiTaskModel, got {type(model).__name__}")
@@ -342,49 +345,6 @@ class MultiTask(Task):
             scores = evaluate(model.for_task(t.name), t, features.parts[t.name], raw[t.name], tokenizer,
                               batch_size, device)
             metrics.update({f"{t.name}_{k}": v for k, v in scores.items()})
-            main.append(scores[t.metric] / (100.0 if t.name in PERCENT_METRICS else 1.0))
+            main.append(scores[t.metric] / t.metric_scale)
         metrics["average"] = sum(main) / len(main)
         return metrics
-
-
-def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
-    """Train the tasks of ``--tasks`` jointly as the command line describes and return the metrics object."""
-    from . import cli
-    from .backbone import load_backbone
-    from .methods import prepare_model
-    from .profiles import get_profile
-    from .runtime import setup
-    from .training import train
-
-    task = MultiTask([t.strip() for t in args.tasks.split(",") if t.strip()], args.sampling,
-                     getattr(args, "temperature", 2.0))
-    env = setup(seed=args.seed, profile=args.profile)
-    settings = {n: env.profile.task(n) for n in task.names}
-    raw = {n: cli.load_raw(args, n, settings[n]) for n in task.names}
-    tokenizer, backbone = load_backbone(args.model or env.profile.backbone)
-    train_parts, eval_parts = {}, {}
-    for t in task.tasks:
-        s, length = settings[t.name], args.max_length or settings[t.name].max_length
-        train_parts[t.name] = t.tokenize(raw[t.name][0], tokenizer, length, s.stride, train=True)
-        eval_parts[t.name] = t.tokenize(raw[t.name][1], tokenizer, length, s.stride, train=False)
-    train_features, eval_features = MultiTaskDataset(train_parts), MultiTaskDataset(eval_parts)
-    first = task.names[0]  # the first task's recipe drives the shared backbone
-    model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
-    output = cli.make_output_dir(args)
-    config = cli.make_train_config(args, args.method, first, settings[first], output,
-                                   epochs=max(s.epochs for s in settings.values()),
-                                   batch_size=min(s.batch_size for s in settings.values()))
-    result = train(model, task, train_features, eval_features, {n: r[1] for n, r in raw.items()}, tokenizer,
-                   config)
-    metrics: dict[str, Any] = {
-        **{k: round(v, 6) for k, v in result.metrics.items()},
-        "tasks": list(task.names), "sampling": task.sampling, "temperature": task.temperature,
-        "sampling_probabilities": {k: round(v, 4) for k, v in task.probabilities(train_features).items()},
-        "method": args.method, "profile": get_profile(args.profile).name,
-        "train_examples": {n: len(r[0]) for n, r in raw.items()},
-        "eval_examples": {n: len(r[1]) for n, r in raw.items()}, "eval_split": args.eval_split,
-        "epochs": config.epochs, "lr": config.lr, "seed": args.seed,
-        **cli.cost_metrics(model, result),
-    }
-    cli.finish_run(model, output, metrics)
-    return metrics

@@ -10,7 +10,8 @@ from hft_lessons.backbone import load_backbone
 from hft_lessons.data import load_samples
 from hft_lessons.methods import prepare_model
 from hft_lessons.tasks import get_task
-from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, _param_groups, train
+from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, param_groups, train
+from hft_lessons.transformer import BertEncoder
 
 
 @pytest.fixture(scope="module")
@@ -129,20 +130,32 @@ def test_peak_memory_is_per_run(monkeypatch):
     assert first.mb == 900 and second.mb == 500
 
 
-def test_layer_decay_scales_each_layer_below_the_top(sst2):
+@pytest.mark.parametrize("encoder", ["BertModel", "BertEncoder"])
+def test_layer_decay_scales_each_layer_below_the_top(sst2, encoder):
+    """The layers are found from the model's structure, so both encoders get one learning rate per layer."""
     task = sst2[0]
-    model = _model(task, "full")  # tiny BERT: 2 layers
-    lr_of = {}
-    for group in _param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2, layer_decay=0.5)):
-        for p in group["params"]:
-            lr_of[id(p)] = group["lr"]
+    _, bb = load_backbone("tiny-random-bert", verbose=False)  # tiny BERT: 2 layers
+    layer = "backbone.encoder.layer.{}.attention.self.query.weight"
+    if encoder == "BertEncoder":
+        bb, layer = BertEncoder.from_hf(bb), "backbone.layers.{}.attention.query.weight"
+    torch.manual_seed(0)
+    model = task.build_model(bb)
+    groups = param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2, layer_decay=0.5))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     assert lr_of[id(named["head.classifier.weight"])] == pytest.approx(1e-2)
-    assert lr_of[id(named["backbone.encoder.layer.1.attention.self.query.weight"])] == pytest.approx(1e-3)
-    assert lr_of[id(named["backbone.encoder.layer.0.attention.self.query.weight"])] == pytest.approx(5e-4)
+    assert lr_of[id(named[layer.format(1)])] == pytest.approx(1e-3)
+    assert lr_of[id(named[layer.format(0)])] == pytest.approx(5e-4)
     assert lr_of[id(named["backbone.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-4)
+    assert sorted({round(g["lr"], 12) for g in groups}) == [2.5e-4, 5e-4, 1e-3, 1e-2]
     # off by default: one learning rate for the backbone, another for the head
-    assert {g["lr"] for g in _param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2))} == {1e-3, 1e-2}
+    assert {g["lr"] for g in param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2))} == {1e-3, 1e-2}
+
+
+def test_layer_decay_needs_an_encoder_it_knows():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="layer_decay needs a BERT-family encoder; got Sequential"):
+        param_groups(model, TrainConfig(layer_decay=0.5))
 
 
 def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(sst2, tmp_path, monkeypatch):

@@ -24,13 +24,14 @@ ROLES = ("query", "key", "value", "attention_output", "ffn_up", "ffn_down")
 
 @dataclass(frozen=True)
 class Architecture:
-    """An encoder family: the path of its layer list, each role's path inside a layer, and its prefix hook."""
+    """An encoder family: its layer list, each role's path inside a layer, its prefix hook and its embeddings."""
 
     name: str
     layers_path: str
     roles: Mapping[str, str]
     attention_path: str
     prefix_via: str  # "cache": a DynamicCache passed to forward (Hugging Face); "attention": attention.prefix
+    embeddings_path: str = "embeddings"  # the token, position and segment embeddings (below layer 0)
 
 
 HF_BERT = Architecture(

@@ -81,7 +81,7 @@ class QuestionAnsweringTask(Task):
     batch_keys = ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
 
     def __init__(self, name: str = "squad", n_best: int = 20, max_answer_length: int = 30) -> None:
-        self.name, self.metric = name, "f1"
+        self.name, self.metric, self.metric_scale = name, "f1", 100.0
         self.n_best, self.max_answer_length = n_best, max_answer_length
 
     def tokenize(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, stride: int = 0,

@@ -75,6 +75,15 @@ class TokenClassificationTask(Task):
         keep = gold != IGNORE_INDEX
         return [(p[k].tolist(), g[k].tolist()) for p, g, k in zip(pred, gold, keep, strict=True)]
 
+    def printed_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The overall precision, recall and F1; the per-entity-type scores stay in the history."""
+        return {k: v for k, v in metrics.items() if k.rpartition("_")[2] not in self.entity_types}
+
+    @property
+    def entity_types(self) -> set[str]:
+        """The entity types of the tag set (``B-PER`` → ``PER``)."""
+        return {label[2:] for label in self.labels if label != "O"}
+
     def compute_metrics(self, predictions: list[list[tuple[list[int], list[int]]]], features: Dataset,
                         raw: Dataset) -> dict[str, float]:
         """Entity-level precision, recall and F1 (overall and per entity type) with seqeval."""

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from hft_lessons import cpu_speedups
 from hft_lessons.backbone import load_backbone
-from hft_lessons.cpu_speedups import (
+from hft_lessons.speedups import kernels
+from hft_lessons.speedups.kernels import (
     ATTENTION_NAME,
     ROW_MULTIPLE,
     AttentionFunction,
@@ -25,14 +25,13 @@ from hft_lessons.cpu_speedups import (
     numpy_dropout,
     onednn_is_faster,
     onednn_linear,
-    own_weights,
     packed_layers,
     patched_dropout,
 )
 from hft_lessons.data import load_samples
 from hft_lessons.methods import prepare_model
 from hft_lessons.tasks import get_task
-from hft_lessons.training import TrainConfig, train
+from hft_lessons.training import TrainConfig, own_weights, train
 
 
 def test_keep_mask_has_the_dropout_rate_and_the_unbiased_scale():
@@ -125,11 +124,9 @@ def test_clipping_inside_needs_a_fused_optimizer():
 def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(method, monkeypatch):
     """With every dropout at 0 the speed-ups (folded clipping, and by method the compact embedding table or the
     fused LoRA projections) change rounding, not the maths."""
-    from hft_lessons import cpu_speedups
-
     used = {"compact_steps": 0, "fused_calls": 0, "attention_calls": 0, "packed_calls": 0}
-    after_step, fused_forward = cpu_speedups.CompactEmbedding.after_step, cpu_speedups._fused_lora_forward
-    attention, packed = cpu_speedups.AttentionFunction.forward, cpu_speedups.PackedAttentionFunction.forward
+    after_step, fused_forward = kernels.CompactEmbedding.after_step, kernels._fused_lora_forward
+    attention, packed = kernels.AttentionFunction.forward, kernels.PackedAttentionFunction.forward
 
     def count_step(self, lr, weight_decay):
         used["compact_steps"] += 1
@@ -139,18 +136,18 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
         used["fused_calls"] += 1
         return fused_forward(self, x)
 
-    monkeypatch.setattr(cpu_speedups.CompactEmbedding, "after_step", count_step)
     def count_attention(ctx, *args):
         used["attention_calls"] += 1
         return attention(ctx, *args)
 
-    monkeypatch.setattr(cpu_speedups, "_fused_lora_forward", count_fused)
     def count_packed(ctx, *args):
         used["packed_calls"] += 1
         return packed(ctx, *args)
 
-    monkeypatch.setattr(cpu_speedups.AttentionFunction, "forward", staticmethod(count_attention))
-    monkeypatch.setattr(cpu_speedups.PackedAttentionFunction, "forward", staticmethod(count_packed))
+    monkeypatch.setattr(kernels.CompactEmbedding, "after_step", count_step)
+    monkeypatch.setattr(kernels, "_fused_lora_forward", count_fused)
+    monkeypatch.setattr(kernels.AttentionFunction, "forward", staticmethod(count_attention))
+    monkeypatch.setattr(kernels.PackedAttentionFunction, "forward", staticmethod(count_packed))
     task = get_task("sst2")
     tok, _ = load_backbone("tiny-random-bert", verbose=False)
     ds = load_samples("sst2")
@@ -451,13 +448,13 @@ def test_fast_cpu_leaves_the_other_methods_their_maths(method):
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-4)
 
 
-onednn = pytest.mark.skipif(cpu_speedups._onednn_op() is None, reason="this torch build has no oneDNN linear operator")
+onednn = pytest.mark.skipif(kernels._onednn_op() is None, reason="this torch build has no oneDNN linear operator")
 
 
 @pytest.fixture
 def force_onednn(monkeypatch):
     """Make :func:`onednn_linear` switch over whatever this machine measured."""
-    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), True)
+    monkeypatch.setitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), True)
 
 
 @onednn
@@ -500,34 +497,34 @@ def test_onednn_linear_switches_the_linear_layers_and_puts_them_back(force_onedn
 
     monkeypatch.setattr(OneDnnLinearFunction, "forward", staticmethod(spy))
     with onednn_linear(model) as switched:
-        assert switched == 2 and cpu_speedups._USE_ONEDNN[0]
+        assert switched == 2 and kernels._USE_ONEDNN[0]
         out = model(x)
         model(x[:8])  # 8 rows: MKL's
     assert calls == [(128, 96)]  # the 2-way classifier and the 8-row batch stayed with MKL
     assert torch.allclose(ref, out, rtol=1e-5, atol=1e-5)
-    assert not cpu_speedups._USE_ONEDNN[0] and not any("forward" in m.__dict__ for m in model.modules())
+    assert not kernels._USE_ONEDNN[0] and not any("forward" in m.__dict__ for m in model.modules())
 
 
 def test_onednn_linear_changes_nothing_where_mkl_is_as_fast(monkeypatch):
-    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), False)
+    monkeypatch.setitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), False)
     model = _linear_stack()
     with onednn_linear(model) as switched:
-        assert switched == 0 and not cpu_speedups._USE_ONEDNN[0]
+        assert switched == 0 and not kernels._USE_ONEDNN[0]
         assert not any("forward" in m.__dict__ for m in model.modules())
 
 
 def test_onednn_is_faster_measures_once_per_thread_count(monkeypatch):
     threads = torch.get_num_threads()
-    monkeypatch.delitem(cpu_speedups._ONEDNN_FASTER, threads, raising=False)
+    monkeypatch.delitem(kernels._ONEDNN_FASTER, threads, raising=False)
     answer = onednn_is_faster()
-    assert isinstance(answer, bool) and cpu_speedups._ONEDNN_FASTER[threads] is answer
-    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, threads, not answer)  # cached: not measured again
+    assert isinstance(answer, bool) and kernels._ONEDNN_FASTER[threads] is answer
+    monkeypatch.setitem(kernels._ONEDNN_FASTER, threads, not answer)  # cached: not measured again
     assert onednn_is_faster() is (not answer)
 
 
 def test_onednn_timing_leaves_the_global_rng_alone(monkeypatch):
     # else the first fast_cpu run of a process gets other dropout masks than later ones (a resumed run, say)
-    monkeypatch.delitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
+    monkeypatch.delitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
     before = torch.get_rng_state()
     onednn_is_faster()
     assert torch.equal(torch.get_rng_state(), before)
@@ -645,14 +642,14 @@ def test_own_weights_moves_pretrained_weights_out_of_the_file_mapping():
 def test_fast_cpu_training_with_onednn_follows_the_default_run(method, force_onednn, monkeypatch):
     """A BERT wide enough for oneDNN, dropout 0: fast_cpu (oneDNN products, padded packed rows) trains as by default."""
     rows = []
-    multiply = cpu_speedups._onednn_mm
+    multiply = kernels._onednn_mm
 
     def spy(a, b_t, bias=None):
         if a.is_contiguous():  # forward and input-gradient products (weight gradients take transposed views)
             rows.append(a.shape[0])
         return multiply(a, b_t, bias)
 
-    monkeypatch.setattr(cpu_speedups, "_onednn_mm", spy)
+    monkeypatch.setattr(kernels, "_onednn_mm", spy)
     task = get_task("sst2")
     ds = load_samples("sst2")
     losses = []
@@ -668,4 +665,4 @@ def test_fast_cpu_training_with_onednn_follows_the_default_run(method, force_one
         losses.append([h["loss"] for h in result.history if "loss" in h])
     assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert rows and all(r % ROW_MULTIPLE == 0 for r in rows)  # LoRA's projections included
-    assert not cpu_speedups._USE_ONEDNN[0]
+    assert not kernels._USE_ONEDNN[0]

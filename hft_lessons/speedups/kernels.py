@@ -28,10 +28,8 @@ layer's forward, input gradient and weight gradient there, and :func:`onednn_lin
 linear layers over only where :func:`onednn_is_faster` measured oneDNN ahead on this machine. oneDNN
 builds a kernel for every new number of rows (about 3 ms), so packed layers pad their rows up to a multiple
 of :data:`ROW_MULTIPLE`.
-One helper here is not opt-in: :func:`own_weights` changes no value (it copies weights that still live in the
-model file's mapping into memory of their own), so the trainer applies it on every CPU run.
-The others leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so
-the trainer uses them only when asked (``TrainConfig(fast_cpu=True)``).
+They leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so the
+trainer uses them only when asked (``TrainConfig(fast_cpu=True)``, through :class:`~.plugin.FastCpu`).
 """
 
 from __future__ import annotations
@@ -46,12 +44,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import transformers
 from torch import nn
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from ..delta.lora import LoraLinear
 
 __all__ = ["dropout_keep_mask", "dropout_scale_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer",
            "fuses_clipping", "LoraFunction", "fused_lora", "AttentionFunction", "PackedAttentionFunction",
            "cpu_attention_forward", "cpu_attention", "packed_layers", "CompactEmbedding", "compact_embeddings",
-           "follow_optimizer", "OneDnnLinearFunction", "onednn_is_faster", "onednn_linear", "own_weights",
+           "follow_optimizer", "OneDnnLinearFunction", "onednn_is_faster", "onednn_linear",
            "ROW_MULTIPLE"]
 
 _LEVELS = 1 << 16  # masks compare 16-bit random integers with a threshold
@@ -248,24 +250,6 @@ def onednn_linear(model: nn.Module) -> Iterator[int]:
         _USE_ONEDNN[0] = False
 
 
-@torch.no_grad()
-def own_weights(model: nn.Module) -> int:
-    """Copy the trainable CPU parameters into memory of their own; return how many bytes were copied.
-
-    ``from_pretrained`` maps the safetensors file privately and hands out parameters that live in that
-    mapping. The first optimizer step then copies each 4 KB page on write, and every such copy flushes the
-    page from all cores' TLBs: the first step of MiniLM full fine-tuning took about 2.5 s longer on the 2-core
-    benchmark machine; a copy in one pass beforehand takes about 20 ms. Values, ``Parameter`` objects and
-    ties stay the same.
-    """
-    copied = 0
-    for p in {id(p): p for p in model.parameters()}.values():
-        if p.requires_grad and p.device.type == "cpu":
-            p.data = p.data.clone(memory_format=torch.contiguous_format)
-            copied += p.numel() * p.element_size()
-    return copied
-
-
 class LoraFunction(torch.autograd.Function):
     """``x Wᵀ + b + s·(x Aᵀ) Bᵀ`` with the low-rank term accumulated inside the matrix multiplies (W frozen)."""
 
@@ -416,8 +400,6 @@ def cpu_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Ten
                           attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                           **kwargs: Any) -> tuple[torch.Tensor, None]:
     """A Hugging Face attention function: :class:`AttentionFunction` on the CPU, SDPA's function otherwise."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     plain = (query.device.type == "cpu" and query.dtype == torch.float32 and not _cpu_autocast()
              and query.shape[1] == key.shape[1] and not getattr(module, "is_causal", False)
              and not any(kwargs.get(name) is not None for name in ("position_bias", "softcap", "is_causal")))
@@ -437,9 +419,10 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
     mask format from ``config._attn_implementation``); models with other attention are left alone.
     """
     try:
+        # imported here: older transformers lack pluggable attention, and then SDPA stays as it is
         from transformers import AttentionInterface, AttentionMaskInterface
         from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-    except ImportError:  # transformers without pluggable attention: SDPA as it is
+    except ImportError:
         yield 0
         return
     AttentionInterface.register(ATTENTION_NAME, cpu_attention_forward)
@@ -491,8 +474,6 @@ def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attentio
 
 def _packable(layer: nn.Module) -> bool:
     """A Hugging Face BERT layer (transformers >= 5) whose forward, attention and hooks nothing has replaced or added."""
-    import transformers
-
     if type(layer).__name__ != "BertLayer" or int(transformers.__version__.split(".")[0]) < 5:
         return False
     attention = getattr(layer, "attention", None)
@@ -540,8 +521,6 @@ def fused_lora(model: nn.Module) -> Iterator[int]:
     Plain means: it wraps an ``nn.Linear`` directly, without LoRA dropout. Others keep their own forward,
     as does any whose base weight trains or that runs under autocast.
     """
-    from .delta.lora import LoraLinear
-
     with _forwards_replaced([m for m in model.modules() if type(m) is LoraLinear and type(m.base) is nn.Linear
                              and isinstance(m.lora_dropout, nn.Identity)], _fused_lora_forward) as patched:
         yield patched
