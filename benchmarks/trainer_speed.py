@@ -58,8 +58,9 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
 
     from hft_lessons.backbone import load_backbone
     from hft_lessons.data import load_task, subset
+    from hft_lessons.devices import uses_cuda
     from hft_lessons.methods import RECIPES, get_recipe, prepare_model
-    from hft_lessons.runtime import seed_everything, uses_cuda
+    from hft_lessons.runtime import seed_everything
     from hft_lessons.tasks import get_task
     from hft_lessons.training import PeakMemory, TrainConfig, evaluate, train
 
@@ -137,7 +138,8 @@ def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, af
     """Forward and backward over the course trainer's batches, then `after_backward()`; examples/s and peak MB."""
     import torch
 
-    from hft_lessons.runtime import seed_everything, uses_cuda
+    from hft_lessons.devices import uses_cuda
+    from hft_lessons.runtime import seed_everything
     from hft_lessons.training import PeakMemory
 
     sampler = task.batch_sampler(train_f, args.batch_size, args.seed, True)

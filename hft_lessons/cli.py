@@ -10,10 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .profiles import TASK_NAMES  # a light module: no torch before the arguments are parsed
+
 __all__ = ["main", "build_parser", "run_finetune", "load_raw", "make_output_dir", "make_train_config",
            "cost_metrics", "finish_run", "run_multitask"]
 
-TASKS = ("sst2", "conll2003", "squad")
 EVAL_SPLITS = ("validation", "test")
 
 
@@ -90,10 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="python -m hft_lessons", description="Hybrid fine-tuning from the command line")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     ft = sub.add_parser("finetune", help="fine-tune one task with one method")
-    ft.add_argument("--task", required=True, choices=TASKS)
+    ft.add_argument("--task", required=True, choices=TASK_NAMES)
     _add_common(ft, METHOD_NAMES)
     mt = sub.add_parser("multitask", help="train several tasks jointly on one shared backbone")
-    mt.add_argument("--tasks", required=True, help=f"comma-separated subset of: {', '.join(TASKS)}")
+    mt.add_argument("--tasks", required=True, help=f"comma-separated subset of: {', '.join(TASK_NAMES)}")
     mt.add_argument("--sampling", default="temperature", choices=("proportional", "temperature", "round_robin"))
     mt.add_argument("--temperature", type=_positive_float, default=2.0, help="T of --sampling temperature")
     _add_common(mt, METHOD_NAMES)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .tasks.base import IGNORE_INDEX
 from .transformer import BertEncoder, activation
 
 if TYPE_CHECKING:
@@ -29,9 +30,6 @@ __all__ = [
     "train_mlm",
     "fill_mask",
 ]
-
-IGNORE_INDEX = -100
-
 
 def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The ids MLM must never mask: [CLS], [SEP], [PAD], [MASK], [UNK] and any other special token."""

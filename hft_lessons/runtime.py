@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .devices import cpu_requested
 from .profiles import Profile, get_profile
 
 __all__ = ["quiet_libraries", "seed_everything", "seed_worker", "pick_device", "in_colab", "Setup", "setup",
@@ -59,17 +60,6 @@ def _torch_at_least(major: int, minor: int) -> bool:
         return (int(parts[0]), int(parts[1])) >= (major, minor)
     except (ValueError, IndexError):
         return False
-
-
-def cpu_requested() -> bool:
-    """True when ``HFT_DEVICE=cpu`` or ``accelerate launch --cpu`` (``ACCELERATE_USE_CPU``) asks for the CPU."""
-    return (os.environ.get("HFT_DEVICE", "").split(":")[0] == "cpu"
-            or os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes"))
-
-
-def uses_cuda() -> bool:
-    """True when this process computes on CUDA: a GPU is there and nothing asks for the CPU."""
-    return torch.cuda.is_available() and not cpu_requested()
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

@@ -36,8 +36,9 @@ from transformers import (
 )
 
 from .delta.arch import detect, layers, split_task_model
+from .devices import cpu_requested, uses_cuda
 from .evaluation import evaluate, predict_rows
-from .runtime import cpu_requested, seed_everything, uses_cuda
+from .runtime import seed_everything
 from .sampler import LengthGroupedBatchSampler
 from .tasks.base import Task
 
@@ -388,7 +389,8 @@ def _accelerator(cfg: TrainConfig) -> Accelerator:
 
 def _fast_cpu_plugin() -> TrainingPlugin:
     """The opt-in CPU speed-ups (``TrainConfig(fast_cpu=True)``)."""
-    from .speedups import FastCpu  # imported here on purpose: a run without fast_cpu never loads the speed-ups
+    # imported here on purpose: a run without fast_cpu never loads the speed-ups
+    from .speedups import FastCpu
 
     return FastCpu()
 

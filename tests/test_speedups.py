@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from hft_lessons.backbone import load_backbone
+from hft_lessons.data import load_samples
+from hft_lessons.methods import prepare_model
 from hft_lessons.speedups import kernels
 from hft_lessons.speedups.kernels import (
     ATTENTION_NAME,
@@ -28,8 +30,6 @@ from hft_lessons.speedups.kernels import (
     packed_layers,
     patched_dropout,
 )
-from hft_lessons.data import load_samples
-from hft_lessons.methods import prepare_model
 from hft_lessons.tasks import get_task
 from hft_lessons.training import TrainConfig, own_weights, train
 

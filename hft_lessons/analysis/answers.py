@@ -1,6 +1,6 @@
 """Error analysis for extractive QA (SQuAD): per-question predictions and scores, worst errors, question types.
 
-The predictions come from the package's own evaluation path (``training.evaluate`` batching, then
+The predictions come from the package's own evaluation path (``evaluation.evaluate`` batching, then
 ``QuestionAnsweringTask.answers``, i.e. ``decode_spans``), so they are exactly the answers behind the
 EM/F1 that ``train`` reports.
 """
@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..evaluation import predict_rows
 from ..metrics import exact_match, f1_score
 from ..tasks.question_answering import QuestionAnsweringTask
-from ..training import predict_rows
 
 __all__ = [
     "QUESTION_TYPES",
@@ -49,7 +49,7 @@ def _check_task(task: object) -> QuestionAnsweringTask:
 
 def _feature_predictions(model: nn.Module, task: QuestionAnsweringTask, features, tokenizer, batch_size: int,
                          device: torch.device | str | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The per-feature (one-row) predictions ``training.evaluate`` scores, before any metric."""
+    """The per-feature (one-row) predictions ``evaluation.evaluate`` scores, before any metric."""
     if "offset_mapping" not in features.column_names:
         raise ValueError("features have no offset_mapping: tokenize the split with train=False")
     return predict_rows(model, task, features, tokenizer, batch_size, device)

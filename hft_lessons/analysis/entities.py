@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..evaluation import predict_rows
 from ..metrics import check_tag_lists, tags_to_spans
 from ..tasks.base import Task
 
@@ -57,8 +58,6 @@ def predict_tags(model: nn.Module, task: Task, features: Dataset, raw: Dataset |
                  batch_size: int = 128, device: torch.device | str | None = None
                  ) -> tuple[list[list[str]], list[list[str]]]:
     """Gold and predicted tag lists per sentence, at each word's first sub-token, as training's evaluation scores them."""
-    from ..training import predict_rows
-
     labels = getattr(task, "labels", None)
     if labels is None:
         raise ValueError(f"predict_tags needs a token-classification task with .labels, got {type(task).__name__}")

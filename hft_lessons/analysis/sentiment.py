@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..evaluation import predict_rows
 from ..tasks.base import Task
 
 __all__ = ["NEGATION_WORDS", "CONTRAST_WORDS", "SLICES", "predict_split", "confusion_matrix",
@@ -32,8 +33,6 @@ def predict_split(model: nn.Module, task: Task, features: Dataset, tokenizer: Pr
                   batch_size: int = 128,
                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Predicted labels [N], gold labels [N] and class probabilities [N, C] of a tokenized split, in its order."""
-    from ..training import predict_rows
-
     if "labels" not in features.column_names:
         raise ValueError(f"features need a 'labels' column (tokenize with a classification task); "
                          f"got columns {features.column_names}")

@@ -14,7 +14,9 @@ from transformers import PreTrainedTokenizerBase
 from ..evaluation import evaluate
 from ..sampler import LengthGroupedBatchSampler
 
-__all__ = ["Task", "TaskModel", "PaddingCollator", "encode"]
+__all__ = ["Task", "TaskModel", "PaddingCollator", "encode", "IGNORE_INDEX"]
+
+IGNORE_INDEX = -100  # a label the loss skips: F.cross_entropy's default ignore_index
 
 
 def encode(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -12,11 +12,9 @@ from transformers import PreTrainedTokenizerBase
 
 from ..data import NER_LABELS
 from ..metrics import entity_scores
-from .base import Task
+from .base import IGNORE_INDEX, Task
 
 __all__ = ["IGNORE_INDEX", "TokenClassificationHead", "TokenClassificationTask", "align_labels"]
-
-IGNORE_INDEX = -100  # F.cross_entropy's default ignore_index
 
 
 def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:
