@@ -10,7 +10,7 @@ from hft_lessons import delta
 from hft_lessons.backbone import load_backbone, packaged_minilm_path
 from hft_lessons.data import load_samples
 from hft_lessons.methods import METHOD_NAMES, get_recipe, prepare_model, train_config
-from hft_lessons.outline import AdapterLayer, HybridFinetuningModel
+from hft_lessons.outline import AdapterLayer, OutlineAdapterLayerModel
 from hft_lessons.profiles import get_profile
 from hft_lessons.tasks import get_task
 from hft_lessons.training import TrainConfig, train
@@ -199,7 +199,7 @@ def test_outline_adapter_layer_is_relu_of_affine() -> None:
 def test_outline_model_shapes_and_frozen_backbone(pooling: str, tiny) -> None:
     _, bb = tiny
     torch.manual_seed(0)
-    model = HybridFinetuningModel(copy.deepcopy(bb), adapter_size=8, num_labels=3, pooling=pooling)
+    model = OutlineAdapterLayerModel(copy.deepcopy(bb), adapter_size=8, num_labels=3, pooling=pooling)
     ids, mask = _ids()
     logits = model(ids, mask)
     assert logits.shape == (3, 3)
@@ -212,7 +212,7 @@ def test_outline_model_shapes_and_frozen_backbone(pooling: str, tiny) -> None:
 def test_fixed_outline_model_has_no_activation_on_logits(tiny) -> None:
     _, bb = tiny
     torch.manual_seed(0)
-    fixed = HybridFinetuningModel(copy.deepcopy(bb), adapter_size=8, logit_activation=False).eval()
+    fixed = OutlineAdapterLayerModel(copy.deepcopy(bb), adapter_size=8, logit_activation=False).eval()
     assert isinstance(fixed.logit_activation, nn.Identity)
     ids, mask = _ids()
     with torch.no_grad():
@@ -222,14 +222,14 @@ def test_fixed_outline_model_has_no_activation_on_logits(tiny) -> None:
     torch.manual_seed(1)
     many = fixed.classify(torch.randn(256, bb.config.hidden_size))
     assert (many < 0).any()  # raw logits may be negative: nothing clips them
-    outline = HybridFinetuningModel(copy.deepcopy(bb), adapter_size=8, logit_activation=True)
+    outline = OutlineAdapterLayerModel(copy.deepcopy(bb), adapter_size=8, logit_activation=True)
     assert isinstance(outline.logit_activation, nn.ReLU)
 
 
 def test_outline_bad_pooling_is_one_line(tiny) -> None:
     _, bb = tiny
     with pytest.raises(ValueError, match="unknown pooling 'max'; allowed: pooler, mean, cls"):
-        HybridFinetuningModel(bb, pooling="max")
+        OutlineAdapterLayerModel(bb, pooling="max")
 
 
 @pytest.mark.parametrize("task_name", ["sst2", "conll2003", "squad"])

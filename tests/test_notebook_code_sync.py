@@ -36,9 +36,20 @@ def _definitions(name: str) -> dict:
         ):
             # keep the cell's imports and definitions; skip demo code that needs the notebook's state
             tree = ast.parse(source)
-            tree.body = [node for node in tree.body if isinstance(node, KEEP)]
+            tree.body = [node for node in tree.body if isinstance(node, KEEP) or _is_constant(node)]
             exec(compile(tree, f"{name}:cell", "exec"), namespace)
     return namespace
+
+
+def _is_constant(node: ast.AST) -> bool:
+    """An assignment of a literal (a table such as ``LORA_TARGETS``), which definitions may read."""
+    if not isinstance(node, ast.Assign):
+        return False
+    try:
+        ast.literal_eval(node.value)
+    except ValueError:
+        return False
+    return True
 
 
 def _config(vocab: int = 100) -> BertConfig:
@@ -163,3 +174,71 @@ def test_notebook_03_masking_loss_and_head_equal_package(nb03):
     nb_head, pkg_head = nb03["MLMHead"](config, embeddings), mlm.MLMHead(config, embeddings)
     assert nb_head.decoder.weight is embeddings.weight
     assert _same_outputs(nb_head, pkg_head, torch.randn(3, 32)) <= 1e-6
+
+
+@pytest.fixture(scope="module")
+def nb05():
+    return _definitions("05_task_adapters.ipynb")
+
+
+@pytest.fixture(scope="module")
+def nb06():
+    return _definitions("06_delta_tuning.ipynb")
+
+
+def _tiny_bert():
+    _, bb = load_backbone("tiny-random-bert", verbose=False)
+    return bb.eval()
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (3, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _same_with_random_deltas(ours: nn.Module, lib: nn.Module) -> None:
+    """The same trainable tensors by name; given the same random values, the same outputs."""
+    mine, theirs = dict(ours.named_parameters()), dict(lib.named_parameters())
+    trainable = {n for n, p in mine.items() if p.requires_grad}
+    assert trainable == {n for n, p in theirs.items() if p.requires_grad}
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name in sorted(trainable):
+            mine[name].add_(0.1 * torch.randn(mine[name].shape, generator=g))
+            theirs[name].copy_(mine[name])
+        a, b = ours(**_batch()).last_hidden_state, lib(**_batch()).last_hidden_state
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert not torch.allclose(a, _tiny_bert()(**_batch()).last_hidden_state, atol=1e-4)  # the deltas act
+
+
+def test_notebook_05_outline_model_equals_package(nb05):
+    from hft_lessons import outline
+
+    torch.manual_seed(0)
+    ours = nb05["OutlineAdapterLayerModel"](_tiny_bert(), adapter_size=8).eval()
+    package = outline.OutlineAdapterLayerModel(_tiny_bert(), adapter_size=8).eval()
+    package.load_state_dict(ours.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**_batch()), package(**_batch()), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["houlsby", "pfeiffer"])
+def test_notebook_05_bottleneck_adapters_equal_package(nb05, variant):
+    from hft_lessons import delta
+
+    ours = nb05["add_adapters"](_tiny_bert(), 4, houlsby=variant == "houlsby")
+    lib = delta.apply(_tiny_bert(), delta.AdapterConfig(variant=variant, bottleneck_size=4))
+    _same_with_random_deltas(ours, lib)
+
+
+def test_notebook_06_lora_bitfit_and_ia3_equal_package(nb06):
+    from hft_lessons import delta
+
+    torch.manual_seed(0)
+    lora = delta.LoraConfig(r=4, alpha=8, target_modules=tuple(nb06["LORA_TARGETS"]))
+    _same_with_random_deltas(nb06["add_lora"](_tiny_bert()), delta.apply(_tiny_bert(), lora))
+    _same_with_random_deltas(nb06["add_ia3"](_tiny_bert()), delta.apply(_tiny_bert(), delta.IA3Config()))
+    _same_with_random_deltas(nb06["bitfit"](_tiny_bert()), delta.apply(_tiny_bert(), delta.BitFitConfig()))
