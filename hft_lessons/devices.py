@@ -8,7 +8,7 @@ __all__ = ["cpu_requested", "uses_cuda"]
 
 
 def cpu_requested() -> bool:
-    """True when ``HFT_DEVICE=cpu`` or ``accelerate launch --cpu`` (``ACCELERATE_USE_CPU``) asks for the CPU."""
+    """True when ``HFT_DEVICE=cpu`` or ``accelerate launch --cpu`` (``ACCELERATE_USE_CPU``) asks for a CPU."""
     return (os.environ.get("HFT_DEVICE", "").split(":")[0] == "cpu"
             or os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes"))
 

@@ -46,10 +46,12 @@ def predict_rows(model: nn.Module, task: Task, features: Dataset, tokenizer: Pre
     return preds
 
 
-def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset, tokenizer: PreTrainedTokenizerBase,
-             batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, float]:
+def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset,
+             tokenizer: PreTrainedTokenizerBase, batch_size: int = 128,
+             device: torch.device | str | None = None) -> dict[str, float]:
     """Run ``model`` over an evaluation split in order and return the task's metrics."""
-    return task.compute_metrics(predict_rows(model, task, features, tokenizer, batch_size, device), features, raw)
+    predictions = predict_rows(model, task, features, tokenizer, batch_size, device)
+    return task.compute_metrics(predictions, features, raw)
 
 
 def _row(out: Any, j: int) -> Any:

@@ -12,9 +12,8 @@ from .profiles import TaskSettings
 from .tasks.base import TaskModel
 from .training import TrainConfig
 
-__all__ = ["ALL_LINEARS", "Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model", "train_config"]
+__all__ = ["Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model", "train_config"]
 
-ALL_LINEARS = ("query", "key", "value", "attention_output", "ffn_up", "ffn_down")
 
 
 @dataclass(frozen=True)
@@ -45,13 +44,13 @@ RECIPES: dict[str, Recipe] = {
         Recipe("pfeiffer", "Pfeiffer bottleneck adapters (width d/16) after the FFN only in every layer",
                lambda: [delta.AdapterConfig(variant="pfeiffer", reduction_factor=16)], lr=3e-3),
         Recipe("lora", "LoRA r=8 on every linear projection",
-               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS)], lr=2e-3),
+               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=delta.ROLES)], lr=2e-3),
         Recipe("bitfit", "only the backbone's biases train", lambda: [delta.BitFitConfig()], lr=2e-3),
         Recipe("prefix", "20 trainable key/value prefixes per layer (reparameterised)",
                lambda: [delta.PrefixConfig(num_virtual_tokens=20, prefix_projection=True)], lr=1e-3),
         Recipe("ia3", "(IA)³ rescaling of keys, values and the FFN", lambda: [delta.IA3Config()], lr=5e-3),
         Recipe("hybrid", "LoRA r=8 on every linear projection + BitFit (every bias trains)",
-               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS), delta.BitFitConfig()], lr=2e-3),
+               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=delta.ROLES), delta.BitFitConfig()], lr=2e-3),
         Recipe("unipelt", "UniPELT: gated LoRA on query/value, a gated adapter after the FFN, gated prefixes",
                lambda: [delta.UniPELTConfig(r=8, alpha=16, num_virtual_tokens=10)], lr=1e-3),
     ]

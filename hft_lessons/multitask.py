@@ -1,10 +1,11 @@
 """Multi-task joint training: one shared backbone, one head per task, single-task batches mixed by a strategy.
 
-``MultiTask(["sst2", "conll2003", "squad"], sampling="temperature")`` implements the :class:`~.tasks.base.Task`
-interface, so ``training.train`` runs it unchanged: its features are the per-task features side by side
-(:class:`MultiTaskDataset`, every row tagged with an integer ``task``), its batch sampler yields batches of one
-task each in an order set by the strategy, and its collator, loss and evaluation dispatch to the task a batch
-belongs to. Delta modules (LoRA, adapters, ...) are shared by all tasks; only the heads are per task.
+``MultiTask(["sst2", "conll2003", "squad"], sampling="temperature")`` implements the
+:class:`~.tasks.base.Task` interface, so ``training.train`` runs it unchanged: its features are the
+per-task features side by side (:class:`MultiTaskDataset`, every row tagged with an integer ``task``), its
+batch sampler yields batches of one task each in an order set by the strategy, and its collator, loss and
+evaluation dispatch to the task a batch belongs to. Delta modules (LoRA, adapters, ...) are shared by all
+tasks; only the heads are per task.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class MultiTaskModel(nn.Module):
             task = int(task.reshape(-1)[0])
         if isinstance(task, str):
             if task not in self.head:
-                raise ValueError(f"unknown task {task!r}; this model has heads for: {', '.join(self.task_names)}")
+                raise ValueError(f"unknown task {task!r}; this model has heads for: "
+                                 f"{', '.join(self.task_names)}")
             return task
         if not 0 <= task < len(self.task_names):
             raise ValueError(f"task id {task} out of range; this model has {len(self.task_names)} heads")
@@ -187,7 +189,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         """Batches of each task in one epoch."""
         if self.strategy == "proportional":
             return [len(s) for s in self.samplers]
-        return _largest_remainder(sampling_probabilities(self.sizes, self.strategy, self.temperature), len(self))
+        probabilities = sampling_probabilities(self.sizes, self.strategy, self.temperature)
+        return _largest_remainder(probabilities, len(self))
 
     def _task_batches(self, task: int, count: int) -> list[list[int]]:
         """``count`` batches of one task (global indices), cycling through fresh shuffles when needed."""
@@ -226,7 +229,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
 class MultiTaskCollator:
     """Collate a single-task batch with that task's collator and add ``task`` (one id per row)."""
 
-    def __init__(self, collators: Sequence[Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]]) -> None:
+    def __init__(self,
+                 collators: Sequence[Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]]) -> None:
         self.collators = list(collators)
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -241,9 +245,10 @@ class MultiTaskCollator:
 
 
 class MultiTask(Task):
-    """Several tasks trained jointly on one backbone; ``metric`` is ``average`` (main metrics on a 0–1 scale)."""
+    """Several tasks trained jointly on one backbone; ``metric`` is ``average`` (main metrics on 0–1)."""
 
-    def __init__(self, tasks: Sequence[str | Task], sampling: str = "proportional", temperature: float = 2.0) -> None:
+    def __init__(self, tasks: Sequence[str | Task], sampling: str = "proportional",
+                 temperature: float = 2.0) -> None:
         if isinstance(tasks, str):
             tasks = [t for t in tasks.split(",") if t.strip()]
         if not tasks:
@@ -267,7 +272,8 @@ class MultiTask(Task):
     def probabilities(self, features: MultiTaskDataset) -> dict[str, float]:
         """Each task's sampling probability for these training features."""
         sizes = [len(features.parts[n]) for n in self.names]
-        return dict(zip(self.names, sampling_probabilities(sizes, self.sampling, self.temperature), strict=True))
+        probabilities = sampling_probabilities(sizes, self.sampling, self.temperature)
+        return dict(zip(self.names, probabilities, strict=True))
 
     def tokenize(self, split: Mapping[str, Dataset], tokenizer: PreTrainedTokenizerBase,  # type: ignore[override]
                  max_length: int | Mapping[str, int], stride: int | Mapping[str, int] = 0,
@@ -275,7 +281,8 @@ class MultiTask(Task):
         """Tokenize each task's raw split (``split[name]``), optionally with per-task lengths and strides."""
         missing = [n for n in self.names if n not in split]
         if missing:
-            raise ValueError(f"no data for task(s) {', '.join(missing)}; give a split per task: {', '.join(self.names)}")
+            raise ValueError(f"no data for task(s) {', '.join(missing)}; "
+                             f"give a split per task: {', '.join(self.names)}")
         parts = {}
         for t in self.tasks:
             length = max_length[t.name] if isinstance(max_length, Mapping) else max_length
@@ -302,7 +309,8 @@ class MultiTask(Task):
         """Single-task batches in the order of the sampling strategy."""
         features = self._features(features)
         lengths = [[len(x) for x in features.parts[n]["input_ids"]] for n in self.names]
-        return MultiTaskBatchSampler(lengths, batch_size, self.sampling, self.temperature, seed, group_by_length,
+        return MultiTaskBatchSampler(lengths, batch_size, self.sampling, self.temperature, seed,
+                                     group_by_length,
                                      features.offsets)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> MultiTaskCollator:
@@ -335,7 +343,7 @@ class MultiTask(Task):
     def evaluate(self, model: nn.Module, features: MultiTaskDataset, raw: Mapping[str, Dataset],  # type: ignore[override]
                  tokenizer: PreTrainedTokenizerBase, batch_size: int = 128,
                  device: torch.device | str | None = None) -> dict[str, float]:
-        """Per-task metrics prefixed by task name (``sst2_accuracy``, ``squad_f1``, ...) plus their ``average``."""
+        """Per-task metrics under the task's name (``sst2_accuracy``, ``squad_f1``, ...) and ``average``."""
         features = self._features(features)
         if not isinstance(model, MultiTaskModel):
             raise ValueError(f"MultiTask.evaluate needs a MultiTaskModel, got {type(model).__name__}")

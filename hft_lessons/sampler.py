@@ -20,7 +20,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, group: bool = True,
                  mega: int = 50) -> None:
-        self.lengths, self.batch_size, self.seed, self.group, self.mega = lengths, batch_size, seed, group, mega
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.group, self.mega = group, mega
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -1,4 +1,4 @@
-"""The course's one training loop, on Hugging Face Accelerate: CPU, one GPU, or many under `accelerate launch`.
+"""The course's one training loop, on Hugging Face Accelerate: CPU, one GPU, or many (`accelerate launch`).
 
 Chapter 4 writes this loop by hand (batches, forward, loss, backward, clipping, AdamW, warmup-then-decay,
 evaluation). :func:`train` is that loop, read top to bottom in :func:`_run_epoch` and :func:`_step`, plus
@@ -76,7 +76,7 @@ class TrainConfig:
     log_every: int = 20
     progress: bool = True
     stop_after_steps: int | None = None  # stop early (tests simulate an interrupted run with it)
-    # CPU speed-ups that change the random stream and rounding, not the maths (the hft_lessons.speedups plug-in)
+    # CPU speed-ups that change the random stream and rounding, not the maths (plug-in hft_lessons.speedups)
     fast_cpu: bool = False
 
     def __post_init__(self) -> None:
@@ -209,7 +209,7 @@ def _layer_depths(model: nn.Module) -> dict[int, int]:
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW's parameter groups: the head at ``head_lr``, layer-wise decay, no weight decay on biases and norms."""
+    """AdamW's groups: the head at ``head_lr``, layer-wise decay, no weight decay on biases and norms."""
     head_module = split_task_model(model)[1]
     head_ids = {id(p) for p in head_module.parameters()} if head_module is not None else set()
     depths = _layer_depths(model) if cfg.layer_decay is not None else {}
@@ -240,7 +240,7 @@ def make_optimizer(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optim
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
-    """The learning-rate schedule: warmup over ``warmup_ratio`` of the steps, then linear, cosine or constant."""
+    """The learning-rate schedule: warm-up over ``warmup_ratio`` of the steps, then linear, cosine or flat."""
     warmup = int(cfg.warmup_ratio * total_steps)
     if cfg.schedule == "linear":
         return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
@@ -377,7 +377,7 @@ def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: 
 
 def _accelerator(cfg: TrainConfig) -> Accelerator:
     return Accelerator(
-        cpu=_force_cpu(),  # HFT_DEVICE=cpu / --cpu, or several processes and no CUDA (data-parallel over gloo)
+        cpu=_force_cpu(),  # HFT_DEVICE=cpu / --cpu, or several processes and no CUDA (data parallel, gloo)
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=_mixed_precision(cfg.mixed_precision),
         dataloader_config=DataLoaderConfiguration(split_batches=True),
@@ -487,11 +487,12 @@ def _step(run: _Run, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def _log_and_checkpoint(run: _Run, state: LoopState, bar: Any, ckpt: _Checkpointer | None,
                         epoch_seconds: float) -> None:
-    """After an optimizer step: a history row every ``log_every`` steps, a checkpoint every ``checkpoint_every``."""
+    """After a step: a history row every ``log_every`` steps, a checkpoint every ``checkpoint_every``."""
     cfg = run.cfg
     if state.step % cfg.log_every == 0:
         mean_loss = (state.loss_sum / state.loss_count).item()
-        state.history.append({"step": state.step, "epoch": state.epoch + state.batch_in_epoch / len(run.sampler),
+        epoch = state.epoch + state.batch_in_epoch / len(run.sampler)
+        state.history.append({"step": state.step, "epoch": epoch,
                               "loss": mean_loss, "lr": run.scheduler.get_last_lr()[0]})
         bar.set_postfix(loss=f"{mean_loss:.4f}")
         state.loss_sum, state.loss_count = torch.zeros((), device=run.accelerator.device), 0
@@ -526,8 +527,8 @@ def _resume(run: _Run, ckpt: _Checkpointer) -> LoopState:
 def _evaluate_epoch(run: _Run, state: LoopState) -> bool:
     """Evaluate after an epoch, print the task's chosen metrics, track the best; True means stop early."""
     cfg, task = run.cfg, run.task
-    metrics = task.evaluate(run.unwrapped, run.eval_features, run.eval_raw, run.tokenizer, cfg.eval_batch_size,
-                            run.accelerator.device)
+    metrics = task.evaluate(run.unwrapped, run.eval_features, run.eval_raw, run.tokenizer,
+                            cfg.eval_batch_size, run.accelerator.device)
     state.history.append({"step": state.step, "epoch": state.epoch + 1,
                           **{f"eval_{k}": v for k, v in metrics.items()}})
     shown = task.printed_metrics(metrics)

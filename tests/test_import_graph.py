@@ -1,4 +1,4 @@
-"""The package's modules import each other in layers: no import cycles, at module level or inside functions."""
+"""The package's modules import each other in layers: no import cycle, at module level or inside functions."""
 
 import ast
 from pathlib import Path
@@ -28,7 +28,7 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
 
 
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package modules that ``name`` imports when it runs (its own ancestors, which run first, left out)."""
+    """The package modules ``name`` imports when it runs (its own ancestors, which run first, left out)."""
     tree = ast.parse(path.read_text())
     skip = _type_checking_lines(tree)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]

@@ -1,4 +1,4 @@
-"""The classes and functions built in notebooks 01-06 give the same outputs as hft_lessons', so they cannot drift."""
+"""The classes and functions built in notebooks 01-06 compute what hft_lessons' do, so they cannot drift."""
 
 import ast
 import copy
@@ -83,16 +83,16 @@ def test_a_missing_notebook_fails_not_skips():
 
 
 def test_notebook_04_loop_trains_exactly_like_train(nb04):
-    """Chapter 4's hand-written loop and `train()`: the same loss at every step (same batches, dropout off)."""
+    """Chapter 4's hand-written loop and `train()`: the same loss every step (same batches, dropout off)."""
     task = get_task("sst2")
     tok, bb = load_backbone("tiny-random-bert", verbose=False)
     features = task.tokenize(load_samples("sst2")["train"].select(range(64)), tok, 64)
     torch.manual_seed(0)
     start = nb04["without_dropout"](prepare_model(task.build_model(bb), "full"))
-    ours = nb04["fine_tune"](copy.deepcopy(start), features, task.collator(tok), epochs=2, batch_size=16, lr=1e-3,
-                             head_lr=1e-2, warmup_ratio=0.25, seed=3)
-    config = TrainConfig(lr=1e-3, head_lr=1e-2, epochs=2, batch_size=16, warmup_ratio=0.25, group_by_length=False,
-                         mixed_precision="no", log_every=1, progress=False, seed=3)
+    ours = nb04["fine_tune"](copy.deepcopy(start), features, task.collator(tok), epochs=2, batch_size=16,
+                             lr=1e-3, head_lr=1e-2, warmup_ratio=0.25, seed=3)
+    config = TrainConfig(lr=1e-3, head_lr=1e-2, epochs=2, batch_size=16, warmup_ratio=0.25,
+                         group_by_length=False, mixed_precision="no", log_every=1, progress=False, seed=3)
     theirs = [h["loss"] for h in train(copy.deepcopy(start), task, features, None, None, tok, config).history]
     assert len(ours) == len(theirs) == 8
     assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) <= 1e-6

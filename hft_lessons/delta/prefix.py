@@ -13,7 +13,7 @@ from torch import nn
 from .arch import Architecture, layers
 from .base import DeltaConfig, DeltaModule, check_positive, innermost_linear, register
 
-__all__ = ["PrefixConfig", "PrefixEncoder", "LayerPrefix", "PREFIX_ATTRIBUTE", "cache_argument"]
+__all__ = ["PrefixConfig", "PrefixEncoder", "LayerPrefix", "PREFIX_ATTRIBUTE", "cache_argument", "prefix_cache_hook"]
 
 PREFIX_ATTRIBUTE = "prefix_encoder"  # where the shared PrefixEncoder lives on the backbone
 _BERT_MODEL_ARGS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
@@ -53,7 +53,7 @@ class PrefixConfig(DeltaConfig):
         ).to(device=device, dtype=dtype)
         setattr(backbone, PREFIX_ATTRIBUTE, encoder)
         if arch.prefix_via == "cache":
-            backbone.register_forward_pre_hook(_prefix_cache_hook, with_kwargs=True)
+            backbone.register_forward_pre_hook(prefix_cache_hook, with_kwargs=True)
         else:
             for i, layer in enumerate(stack):
                 layer.get_submodule(arch.attention_path).prefix = LayerPrefix(encoder, i)
@@ -124,7 +124,7 @@ def cache_argument() -> str:
                        "prefix tuning cannot pass its keys and values; install transformers 5.x")
 
 
-def _prefix_cache_hook(
+def prefix_cache_hook(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Before ``BertModel.forward``: pass the prefixes as a KV cache and widen the mask, exactly as peft does."""

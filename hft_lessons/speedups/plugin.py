@@ -27,13 +27,14 @@ __all__ = ["FastCpu"]
 
 
 class FastCpu:
-    """A :class:`~hft_lessons.training.TrainingPlugin`: compact embeddings, patched layers, clipping in AdamW."""
+    """A :class:`~hft_lessons.training.TrainingPlugin`: compact embeddings, fast layers, clipping in AdamW."""
 
     def __init__(self) -> None:
         self.compact: CompactEmbedding | None = None
         self.fold_clip = False
 
-    def prepare(self, model: nn.Module, train_features: Dataset, cfg: Any, stack: contextlib.ExitStack) -> None:
+    def prepare(self, model: nn.Module, train_features: Dataset, cfg: Any,
+                stack: contextlib.ExitStack) -> None:
         """Train only the reachable rows of the word-embedding table (not with checkpoints, which store the
         model as it is outside training)."""
         if not (cfg.checkpoint_every or cfg.resume):
