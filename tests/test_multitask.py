@@ -168,6 +168,7 @@ def test_collator_keeps_qa_offsets_out_and_tags_the_task(joint) -> None:
         collate([train_features[0], train_features[len(train_features) - 1]])
 
 
+@pytest.mark.slow
 def test_joint_training_lowers_every_loss_and_reports_per_task_metrics(joint, tmp_path) -> None:
     task, tokenizer, backbone, train_features, eval_features, raw_eval = joint
     torch.manual_seed(0)

@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..evaluation import predict_rows
 from ..tasks.base import Task
+from ..tasks.sequence_classification import SST2_LABELS
 
 __all__ = ["NEGATION_WORDS", "CONTRAST_WORDS", "SLICES", "predict_split", "confusion_matrix",
            "plot_confusion_matrix", "sentence_words", "slice_mask", "accuracy", "slice_report",
@@ -151,7 +152,7 @@ def slice_report(sentences: Sequence[str], gold: Sequence[int] | torch.Tensor, p
 
 def confident_mistakes(sentences: Sequence[str], gold: Sequence[int] | torch.Tensor,
                        pred: Sequence[int] | torch.Tensor, probs: torch.Tensor, k: int = 10,
-                       labels: Sequence[str] = ("negative", "positive")) -> list[dict[str, Any]]:
+                       labels: Sequence[str] = SST2_LABELS) -> list[dict[str, Any]]:
     """The ``k`` wrong predictions with the highest probability on the predicted class, most confident first."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 import types
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from torch import nn
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from ..delta.lora import LoraLinear
+from ..runtime import best_time
 
 __all__ = ["dropout_keep_mask", "dropout_scale_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer",
            "fuses_clipping", "LoraFunction", "fused_lora", "AttentionFunction", "PackedAttentionFunction",
@@ -204,19 +204,9 @@ def onednn_is_faster(min_gain: float = 1.15) -> bool:
         # fast_cpu run of a process would see other dropout masks than every later one
         rng = torch.Generator().manual_seed(0)
         x, w, g = (torch.randn(*shape, generator=rng) for shape in ((512, 384), (1536, 384), (512, 1536)))
-
-        def best(fn: Any) -> float:
-            fn()
-            times = []
-            for _ in range(5):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return min(times)
-
-        mkl = best(lambda: (x @ w.t(), g.t() @ x))
+        mkl = best_time(lambda: (x @ w.t(), g.t() @ x))
         try:
-            dnnl = best(lambda: (_onednn_mm(x, w), _onednn_mm(g.t(), x.t())))
+            dnnl = best_time(lambda: (_onednn_mm(x, w), _onednn_mm(g.t(), x.t())))
         except RuntimeError:  # a build whose operator takes other arguments
             dnnl = math.inf
         _ONEDNN_FASTER[threads] = mkl >= min_gain * dnnl

@@ -10,7 +10,9 @@ from transformers import PreTrainedTokenizerBase
 
 from .base import Task
 
-__all__ = ["ClassificationHead", "SequenceClassificationTask", "pool"]
+__all__ = ["ClassificationHead", "SequenceClassificationTask", "pool", "SST2_LABELS"]
+
+SST2_LABELS = ("negative", "positive")  # SST-2's label names, in label-id order
 
 POOLING = ("mean", "cls")
 
@@ -46,7 +48,7 @@ class ClassificationHead(nn.Module):
 class SequenceClassificationTask(Task):
     """A single-sentence classification task such as SST-2."""
 
-    def __init__(self, name: str = "sst2", text_column: str = "sentence", labels: tuple[str, ...] = ("negative", "positive"),
+    def __init__(self, name: str = "sst2", text_column: str = "sentence", labels: tuple[str, ...] = SST2_LABELS,
                  pooling: str = "mean") -> None:
         self.name, self.metric = name, "accuracy"
         self.text_column, self.labels, self.pooling = text_column, labels, pooling
