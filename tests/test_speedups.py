@@ -39,7 +39,8 @@ def test_keep_mask_has_the_dropout_rate_and_the_unbiased_scale():
     keep, scale = dropout_keep_mask((1000, 1000), 0.1)
     assert keep.dtype == torch.bool and keep.shape == (1000, 1000)
     assert abs(keep.float().mean().item() - 0.9) < 0.002
-    assert scale == pytest.approx(65536 / (65536 - 6554))  # P(keep) is quantised to 1/65536; the scale matches it
+    # P(keep) is quantised to 1/65536; the scale matches it
+    assert scale == pytest.approx(65536 / (65536 - 6554))
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.0"):
         dropout_keep_mask((3,), 1.0)
 
@@ -169,7 +170,8 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
     assert all(m.config._attn_implementation == "sdpa" for m in fast.modules() if hasattr(m, "config"))
     assert fast_losses == pytest.approx(losses, rel=1e-4)
     assert fast_metrics == pytest.approx(metrics, abs=1e-9)  # evaluated (partly) through the compact table
-    assert [n for n, _ in default.named_parameters()] == [n for n, _ in fast.named_parameters()]  # all put back
+    # all put back
+    assert [n for n, _ in default.named_parameters()] == [n for n, _ in fast.named_parameters()]
     assert "forward" not in fast.__dict__ and not any("forward" in m.__dict__ for m in fast.modules())
     for (name, p), q in zip(default.named_parameters(), fast.parameters(), strict=True):
         assert p.requires_grad == q.requires_grad, name
@@ -257,11 +259,13 @@ def test_compact_embedding_table_trains_like_the_full_one():
                     sched.step()
                     opt.zero_grad()
                     with torch.no_grad():
-                        seen.append(model(unseen).last_hidden_state)  # rows outside the training data, mid-run
+                        # rows outside the training data, mid-run
+                        seen.append(model(unseen).last_hidden_state)
         results.append((model.get_input_embeddings().weight.detach().clone(), seen))
         assert isinstance(model.get_input_embeddings(), nn.Embedding) and model.get_input_embeddings().weight.requires_grad
     (full, seen_full), (compacted_table, seen_compact) = results
-    assert (full[12:] != _embedding_model().get_input_embeddings().weight[12:]).all()  # weight decay moved them
+    # weight decay moved them
+    assert (full[12:] != _embedding_model().get_input_embeddings().weight[12:]).all()
     assert torch.allclose(full, compacted_table, atol=1e-6, rtol=1e-5)
     for a, b in zip(seen_full, seen_compact, strict=True):
         assert torch.allclose(a, b, atol=1e-5)

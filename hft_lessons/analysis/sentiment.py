@@ -39,7 +39,8 @@ def predict_split(model: nn.Module, task: Task, features: Dataset, tokenizer: Pr
                          f"got columns {features.column_names}")
     if len(features) == 0:
         raise ValueError("features are empty: nothing to predict")
-    rows = predict_rows(model, task, features, tokenizer, batch_size, device,  # training's evaluation batching
+    # training's evaluation batching
+    rows = predict_rows(model, task, features, tokenizer, batch_size, device,
                         predict_fn=lambda logits, batch: (logits.float().softmax(-1).cpu(), batch["labels"].cpu()))
     probs = torch.cat([p for p, _ in rows])
     gold = torch.cat([g for _, g in rows])

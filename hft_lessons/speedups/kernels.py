@@ -143,7 +143,8 @@ def clip_into_optimizer(optimizer: torch.optim.Optimizer, parameters: Iterable[n
     optimizer.grad_scale = (1.0 / coef).to(torch.float32).reshape(())  # type: ignore[attr-defined]
     return norm
 
-ROW_MULTIPLE = 64  # packed layers pad their token rows to a multiple of this: few distinct oneDNN kernels per run
+# packed layers pad their token rows to a multiple of this: few distinct oneDNN kernels per run
+ROW_MULTIPLE = 64
 _MIN_SIZE = 64  # smaller matrices (a pooler over [CLS] rows, a 2-way classifier) stay with MKL
 
 
@@ -247,7 +248,8 @@ class LoraFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_a: torch.Tensor,
                 lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
-        u = (lora_a @ x2.t()).t()  # [tokens, r], computed as a wide [r, tokens] product (faster, see backward)
+        # [tokens, r], computed as a wide [r, tokens] product (faster, see backward)
+        u = (lora_a @ x2.t()).t()
         dnnl = _USE_ONEDNN[0] and _onednn_fits(x2, weight)
         if dnnl:
             x2 = x2.contiguous()
@@ -383,7 +385,8 @@ class PackedAttentionFunction(torch.autograd.Function):
         return (*(ctx.pack(g) for g in grads), None, None, None, None, None)
 
 
-ATTENTION_NAME = "hft_cpu"  # the name :func:`cpu_attention` registers with Hugging Face's attention interfaces
+# the name :func:`cpu_attention` registers with Hugging Face's attention interfaces
+ATTENTION_NAME = "hft_cpu"
 
 
 def cpu_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -416,7 +419,8 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
         yield 0
         return
     AttentionInterface.register(ATTENTION_NAME, cpu_attention_forward)
-    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # the same boolean masks
+    # the same boolean masks
+    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None
                and getattr(c, "_attn_implementation", None) == "sdpa"}
     for config in configs.values():
@@ -433,7 +437,8 @@ def _padding_keep(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
     if (hidden.device.type != "cpu" or hidden.dtype != torch.float32 or _cpu_autocast() or mask is None
             or mask.dtype != torch.bool or mask.shape != (hidden.shape[0], 1, hidden.shape[1], hidden.shape[1])):
         return None
-    keep = mask[:, 0, 0, :]  # what the first token may attend to: the real tokens, if the mask is padding only
+    # what the first token may attend to: the real tokens, if the mask is padding only
+    keep = mask[:, 0, 0, :]
     if bool(keep.all()) or not torch.equal(mask, keep[:, None, None, :].expand_as(mask)):
         return None
     return keep
@@ -449,7 +454,8 @@ def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attentio
     flat_keep = keep.reshape(-1)
     index, padding = flat_keep.nonzero().squeeze(1), (~flat_keep).nonzero().squeeze(1)
     real = index.numel()
-    multiple = ROW_MULTIPLE if _USE_ONEDNN[0] else 1  # for oneDNN: extra rows repeat the first token, outputs dropped
+    # for oneDNN: extra rows repeat the first token, outputs dropped
+    multiple = ROW_MULTIPLE if _USE_ONEDNN[0] else 1
     rows = -(-real // multiple) * multiple
     gather = torch.cat([index, index[:1].expand(rows - real)]) if rows > real else index
     x = hidden_states.reshape(b * t, hidden).index_select(0, gather).unsqueeze(0)  # [1, rows, hidden]
