@@ -8,7 +8,9 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 
 from . import delta
+from .outline import AdapterLayer
 from .profiles import TaskSettings
+from .tasks import get_task
 from .tasks.base import TaskModel
 from .training import TrainConfig
 
@@ -99,9 +101,6 @@ def prepare_model(model: TaskModel, method: str, task: str = "sst2") -> TaskMode
 
 def _add_adapter_layer(model: TaskModel, size: int) -> TaskModel:
     """Freeze the backbone; put σ(hW + b) of ``size`` units between it and a fresh head of that width."""
-    from .outline import AdapterLayer
-    from .tasks import get_task
-
     if not isinstance(model, TaskModel):
         raise ValueError(f"method 'adapter_layer' needs a single-task TaskModel, got {type(model).__name__}")
     _freeze(model.backbone)

@@ -21,6 +21,7 @@ __all__ = ["quiet_libraries", "seed_everything", "seed_worker", "pick_device", "
 
 def quiet_libraries() -> None:
     """Silence library chatter (weight-loading bars, info logs, known warnings) so outputs stay readable."""
+    # imported here: runtime itself needs neither library, and loading transformers takes seconds
     import warnings
 
     import datasets

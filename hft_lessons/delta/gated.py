@@ -299,7 +299,7 @@ def gate_values(model: nn.Module) -> dict[str, list[float]]:
 
 def plot_gates(values: nn.Module | Mapping[str, Sequence[float]], title: str = "UniPELT gates") -> Figure:
     """A heatmap of mean gates, layers (rows) × sub-modules (columns), from a model or ``gate_values``."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # imported here: only plotting needs it, and it loads slowly
 
     table = gate_values(values) if isinstance(values, nn.Module) else dict(values)
     names = list(table)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from transformers import BertModel, DynamicCache
 
 from .arch import Architecture, layers
 from .base import DeltaConfig, DeltaModule, check_positive, innermost_linear, register
@@ -113,9 +114,8 @@ class LayerPrefix(nn.Module):
 
 @functools.cache
 def cache_argument() -> str:
-    """The name of ``BertModel.forward``'s key/value cache: ``cache`` in recent transformers, else ``past_key_values``."""
-    from transformers import BertModel
-
+    """The name of ``BertModel.forward``'s key/value cache: ``cache`` in recent transformers, else
+    ``past_key_values``."""
     names = inspect.signature(BertModel.forward).parameters
     for name in ("cache", "past_key_values"):
         if name in names:
@@ -128,8 +128,6 @@ def prefix_cache_hook(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Before ``BertModel.forward``: pass the prefixes as a KV cache and widen the mask, exactly as peft does."""
-    from transformers import DynamicCache
-
     kwargs = {**dict(zip(_BERT_MODEL_ARGS, args, strict=False)), **kwargs}
     reference = kwargs.get("input_ids")
     if reference is None:
