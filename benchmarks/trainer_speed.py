@@ -80,11 +80,26 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     if runner in COURSE:
         # timed like Trainer below: the whole call, setup included, evaluation after it
         start = time.perf_counter()
-        result = train(model, task, train_f, None, None, tokenizer,
-                       TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
-                                   warmup_ratio=recipe.warmup_ratio, epochs=args.epochs,
-                                   batch_size=args.batch_size, progress=False, fast_cpu=runner == "course_fast",
-                                   seed=args.seed, mixed_precision="no"))  # float32, as Trainer's default
+        result = train(
+            model,
+            task,
+            train_f,
+            None,
+            None,
+            tokenizer,
+            TrainConfig(
+                lr=recipe.lr,
+                head_lr=recipe.head_lr,
+                layer_decay=recipe.layer_decay,
+                warmup_ratio=recipe.warmup_ratio,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                progress=False,
+                fast_cpu=runner == "course_fast",
+                seed=args.seed,
+                mixed_precision="no",
+            ),
+        )  # float32, as Trainer's default
         seconds = time.perf_counter() - start
         return {"examples_per_second": len(train_f) * args.epochs / seconds,
                 "trainer_reported_samples_per_second": result.train_examples_per_second,
@@ -134,7 +149,9 @@ def _weight_norm(model) -> float:
     return float(sum(p.detach().double().pow(2).sum() for p in model.parameters() if p.requires_grad)) ** 0.5
 
 
-def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, after_backward) -> tuple[float, float]:
+def _timed_batches(
+    model, task, train_f, tokenizer, args: argparse.Namespace, after_backward
+) -> tuple[float, float]:
     """Forward and backward over the course trainer's batches, then `after_backward()`; examples/s and peak MB."""
     import torch
 
@@ -160,11 +177,15 @@ def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, af
 
 def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> dict[str, float]:
     """Forward and backward and nothing else (no clipping, no optimizer step: not training): a ceiling for trainers."""
-    speed, peak_mb = _timed_batches(model, task, train_f, tokenizer, args, lambda: model.zero_grad(set_to_none=True))
+    speed, peak_mb = _timed_batches(
+        model, task, train_f, tokenizer, args, lambda: model.zero_grad(set_to_none=True)
+    )
     return {"examples_per_second": speed, "peak_memory_mb": peak_mb, "accuracy": float("nan")}
 
 
-def _bare(model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argparse.Namespace) -> dict[str, float]:
+def _bare(
+    model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argparse.Namespace
+) -> dict[str, float]:
     """The shortest correct training loop with the course trainer's batches, recipe and optimizer."""
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -199,9 +220,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--methods", default="full,lora")
-    p.add_argument("--runners", default=",".join(DEFAULT_RUNNERS),
-                   help="which of course, course_fast, hf_default, hf_grouped, model_only, bare to run (the ratios need "
-                        "a course runner and a Trainer one)")
+    p.add_argument(
+        "--runners",
+        default=",".join(DEFAULT_RUNNERS),
+        help="which of course, course_fast, hf_default, hf_grouped, model_only, bare to run (the ratios need "
+        "a course runner and a Trainer one)",
+    )
     p.add_argument("--repeats", type=int, default=1,
                    help="runs per (method, runner), alternating, run i with seed i; medians are compared")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -211,8 +235,10 @@ def main() -> None:
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     unknown = sorted(set(runners) - set(RUNNERS))
     if unknown or not set(runners) & set(COURSE) or not set(runners) & set(TRAINER):
-        p.error(f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped "
-                "(model_only and bare may be added)")
+        p.error(
+            f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped "
+            "(model_only and bare may be added)"
+        )
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give a positive number of runs")
     if args.one:
@@ -231,15 +257,22 @@ def main() -> None:
                 runs.setdefault((method, runner), []).append(r)
                 print(f"{method:5s} {runner:11s} seed {repeat} {r['examples_per_second']:8.1f} ex/s  "
                       f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
-    rows = {key: {k: statistics.median(r[k] for r in rs) for k in ("examples_per_second", "peak_memory_mb", "accuracy")}
-            for key, rs in runs.items()}
+    rows = {
+        key: {
+            k: statistics.median(r[k] for r in rs)
+            for k in ("examples_per_second", "peak_memory_mb", "accuracy")
+        }
+        for key, rs in runs.items()
+    }
     print()
     if args.repeats > 1:
         print(f"medians over {args.repeats} runs each (seeds 0-{args.repeats - 1}):")
     for method in args.methods.split(","):
         others = {r: rows[(method, r)] for r in runners if r in TRAINER}
         fastest = max(others.values(), key=lambda r: r["examples_per_second"])
-        accuracies = ", ".join(f"Trainer {r.removeprefix('hf_')} {o['accuracy']:.4f}" for r, o in others.items())
+        accuracies = ", ".join(
+            f"Trainer {r.removeprefix('hf_')} {o['accuracy']:.4f}" for r, o in others.items()
+        )
         for name in (r for r in runners if r in COURSE):
             course = rows[(method, name)]
             ratios = ", ".join(f"{name} / Trainer {r.removeprefix('hf_')} = "
@@ -251,14 +284,18 @@ def main() -> None:
                   f"{course['peak_memory_mb'] / fastest['peak_memory_mb']:.2f}")
         if "bare" in runners:
             floor = rows[(method, "bare")]["examples_per_second"]
-            print(f"{method}: the bare PyTorch loop (forward, backward, clipping, fused AdamW, schedule) {floor:.1f} "
-                  f"ex/s = {floor / fastest['examples_per_second']:.2f}x Trainer fastest, accuracy "
-                  f"{rows[(method, 'bare')]['accuracy']:.4f}")
+            print(
+                f"{method}: the bare PyTorch loop (forward, backward, clipping, fused AdamW, schedule) {floor:.1f} "
+                f"ex/s = {floor / fastest['examples_per_second']:.2f}x Trainer fastest, accuracy "
+                f"{rows[(method, 'bare')]['accuracy']:.4f}"
+            )
         if "model_only" in runners:
             ceiling = rows[(method, "model_only")]["examples_per_second"]
-            print(f"{method}: forward + backward alone (no optimizer, no clipping) {ceiling:.1f} ex/s: a trainer that "
-                  f"leaves the model's computation as it is cannot pass {ceiling / fastest['examples_per_second']:.2f}x "
-                  f"Trainer fastest")
+            print(
+                f"{method}: forward + backward alone (no optimizer, no clipping) {ceiling:.1f} ex/s: a trainer that "
+                f"leaves the model's computation as it is cannot pass {ceiling / fastest['examples_per_second']:.2f}x "
+                f"Trainer fastest"
+            )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ class AdapterLayer(nn.Module):
 class OutlineAdapterLayerModel(nn.Module):
     """backbone → pooled output → AdapterLayer → classifier (→ ReLU on the logits, as in the outline)."""
 
-    def __init__(self, backbone: nn.Module, adapter_size: int = 64, num_labels: int = 2,
-                 logit_activation: bool = True, freeze_backbone: bool = True, pooling: str = "pooler") -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        adapter_size: int = 64,
+        num_labels: int = 2,
+        logit_activation: bool = True,
+        freeze_backbone: bool = True,
+        pooling: str = "pooler",
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; allowed: {', '.join(POOLINGS)}")

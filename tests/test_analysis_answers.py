@@ -186,7 +186,9 @@ def test_window_logits_decode_to_the_predictions(qa_setup):
     task, model, tokenizer, raw, features = qa_setup
     logits = window_logits(model, task, features, tokenizer, batch_size=4)
     assert len(logits) == len(features) > len(raw)  # 64-token windows: contexts overflow
-    assert all(len(s) == len(e) == len(ids) for (s, e), ids in zip(logits, features["input_ids"], strict=True))
+    assert all(
+        len(s) == len(e) == len(ids) for (s, e), ids in zip(logits, features["input_ids"], strict=True)
+    )
     preds = predict_answers(model, task, features, raw, tokenizer)
     for ex in raw:
         idx = [i for i, eid in enumerate(features["example_id"]) if eid == ex["id"]]

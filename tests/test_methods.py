@@ -65,7 +65,9 @@ def _expected_delta(cfg: delta.DeltaConfig, bb: nn.Module) -> int:
                              + cfg.bottleneck_for(sizes[t][1]) + sizes[t][1] + 1 for t in cfg.adapter_modules)
         if "prefix" in cfg.components:
             per_layer += d + 1
-        return layers * per_layer + (cfg.num_virtual_tokens * layers * 2 * d if "prefix" in cfg.components else 0)
+        return layers * per_layer + (
+            cfg.num_virtual_tokens * layers * 2 * d if "prefix" in cfg.components else 0
+        )
     pytest.skip(f"no formula here for {type(cfg).__name__}; its own tests count it exactly")
 
 
@@ -154,7 +156,9 @@ def test_the_command_line_builds_the_notebook_config() -> None:
     for profile in ("cpu", "gpu"):
         for task in ("sst2", "conll2003", "squad"):
             for method in ("full", "lora", "hybrid"):
-                args = build_parser().parse_args(["finetune", "--task", task, "--method", method, "--no-progress"])
+                args = build_parser().parse_args(
+                    ["finetune", "--task", task, "--method", method, "--no-progress"]
+                )
                 settings = get_profile(profile).task(task)
                 assert make_train_config(args, method, task, settings, None) == train_config(
                     method, settings, task, progress=False)

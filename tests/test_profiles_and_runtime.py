@@ -52,7 +52,12 @@ def test_unknown_profile_and_task_errors(monkeypatch):
 def test_seed_everything_repeats_python_numpy_torch():
     def draw():
         g = runtime.seed_everything(123)
-        return random.random(), np.random.rand(), torch.rand(1).item(), torch.randperm(10, generator=g).tolist()
+        return (
+            random.random(),
+            np.random.rand(),
+            torch.rand(1).item(),
+            torch.randperm(10, generator=g).tolist(),
+        )
 
     assert draw() == draw()
 

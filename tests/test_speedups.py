@@ -160,8 +160,15 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0  # attention dropout reads its module's p too
-        result = train(model, task, train_f, eval_f, ds["validation"], tok,
-                       TrainConfig(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
+        result = train(
+            model,
+            task,
+            train_f,
+            eval_f,
+            ds["validation"],
+            tok,
+            TrainConfig(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, fast_cpu=fast),
+        )
         runs.append((model, [h["loss"] for h in result.history if "loss" in h], result.metrics))
     (default, losses, metrics), (fast, fast_losses, fast_metrics) = runs
     assert (used["compact_steps"] == len(losses)) == (method == "full")  # one per optimizer step, full only
@@ -213,9 +220,14 @@ def test_fused_lora_has_the_plain_outputs_and_gradients(bias_trains):
 
 def test_lora_function_passes_gradcheck():
     torch.manual_seed(0)
-    args = [torch.randn(4, 6, dtype=torch.double, requires_grad=True), torch.randn(5, 6, dtype=torch.double),
-            torch.randn(5, dtype=torch.double, requires_grad=True), torch.randn(3, 6, dtype=torch.double, requires_grad=True),
-            torch.randn(5, 3, dtype=torch.double, requires_grad=True), 0.7]
+    args = [
+        torch.randn(4, 6, dtype=torch.double, requires_grad=True),
+        torch.randn(5, 6, dtype=torch.double),
+        torch.randn(5, dtype=torch.double, requires_grad=True),
+        torch.randn(3, 6, dtype=torch.double, requires_grad=True),
+        torch.randn(5, 3, dtype=torch.double, requires_grad=True),
+        0.7,
+    ]
     assert torch.autograd.gradcheck(LoraFunction.apply, args)
 
 
@@ -235,8 +247,17 @@ def _embedding_model() -> nn.Module:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    return BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    return BertModel(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    )
 
 
 def test_compact_embedding_table_trains_like_the_full_one():
@@ -262,7 +283,10 @@ def test_compact_embedding_table_trains_like_the_full_one():
                         # rows outside the training data, mid-run
                         seen.append(model(unseen).last_hidden_state)
         results.append((model.get_input_embeddings().weight.detach().clone(), seen))
-        assert isinstance(model.get_input_embeddings(), nn.Embedding) and model.get_input_embeddings().weight.requires_grad
+        assert (
+            isinstance(model.get_input_embeddings(), nn.Embedding)
+            and model.get_input_embeddings().weight.requires_grad
+        )
     (full, seen_full), (compacted_table, seen_compact) = results
     # weight decay moved them
     assert (full[12:] != _embedding_model().get_input_embeddings().weight[12:]).all()
@@ -356,7 +380,9 @@ def test_attention_function_passes_gradcheck():
     torch.manual_seed(0)
     q, k, v = (_split(x.detach().requires_grad_()) for x in _heads(2, 3, 2, 2, torch.double))
     mask = torch.tensor([True, True, False]).view(1, 1, 1, 3).expand(2, 1, 3, 3)
-    assert torch.autograd.gradcheck(lambda q, k, v: AttentionFunction.apply(q, k, v, mask, 0.0, 0.6), (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: AttentionFunction.apply(q, k, v, mask, 0.0, 0.6), (q, k, v)
+    )
 
 
 def test_cpu_attention_gives_a_bert_its_sdpa_outputs_and_puts_sdpa_back():
@@ -378,7 +404,9 @@ def test_cpu_attention_gives_a_bert_its_sdpa_outputs_and_puts_sdpa_back():
 
 def test_packed_attention_matches_padded_attention_on_the_real_tokens():
     torch.manual_seed(0)
-    keep = torch.tensor([[True, True, True, False, False], [True, True, True, True, True], [True, True, False, False, False]])
+    keep = torch.tensor(
+        [[True, True, True, False, False], [True, True, True, True, True], [True, True, False, False, False]]
+    )
     base = _heads()
     weights = torch.randn(3, 5, 8)
     index = keep.reshape(-1).nonzero().squeeze(1)
@@ -389,7 +417,11 @@ def test_packed_attention_matches_padded_attention_on_the_real_tokens():
             loss = (out * weights[keep]).sum()
         else:
             q, k, v = (_split(x) for x in base)
-            out = AttentionFunction.apply(q, k, v, keep[:, None, None, :], 0.0, 0.4).transpose(1, 2).reshape(3, 5, 8)
+            out = (
+                AttentionFunction.apply(q, k, v, keep[:, None, None, :], 0.0, 0.4)
+                .transpose(1, 2)
+                .reshape(3, 5, 8)
+            )
             loss, out = (out * weights)[keep].sum(), out[keep]
         loss.backward()
         results.append((out.detach(), [x.grad.clone() for x in base]))
@@ -420,7 +452,9 @@ def test_packed_layers_give_the_real_tokens_the_padded_outputs_and_gradients():
             out = bert(**batch).last_hidden_state
         weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
         (out[keep] * weights[keep]).sum().backward()
-        results.append((out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None}))
+        results.append(
+            (out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None})
+        )
     (out0, grads0), (out1, grads1) = results
     assert torch.allclose(out0[keep], out1[keep], atol=1e-5)
     assert not out1[~keep].any()  # padding positions: zeros
@@ -446,13 +480,22 @@ def test_fast_cpu_leaves_the_other_methods_their_maths(method):
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
-        result = train(model, task, train_f, None, None, tok,
-                       TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
+        result = train(
+            model,
+            task,
+            train_f,
+            None,
+            None,
+            tok,
+            TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast),
+        )
         losses.append([h["loss"] for h in result.history if "loss" in h])
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-4)
 
 
-onednn = pytest.mark.skipif(kernels._onednn_op() is None, reason="this torch build has no oneDNN linear operator")
+onednn = pytest.mark.skipif(
+    kernels._onednn_op() is None, reason="this torch build has no oneDNN linear operator"
+)
 
 
 @pytest.fixture
@@ -571,7 +614,9 @@ def test_packed_layers_with_onednn_pad_the_rows_and_keep_the_padded_results(forc
             out = bert(**batch).last_hidden_state
             weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
             (out[keep] * weights[keep]).sum().backward()
-        results.append((out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None}))
+        results.append(
+            (out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None})
+        )
     assert rows and all(r % ROW_MULTIPLE == 0 for r in rows)  # every product in the layers ran on padded rows
     (out0, grads0), (out1, grads1) = results
     assert torch.allclose(out0[keep], out1[keep], atol=1e-5)
@@ -610,7 +655,9 @@ def test_own_weights_copies_trainable_weights_and_keeps_parameters_and_ties():
     head.weight = emb.weight  # tied
     frozen.requires_grad_(False)
     model = nn.ModuleList([emb, head, frozen])
-    before = {n: (p, p.data_ptr(), p.detach().clone()) for n, p in model.named_parameters(remove_duplicate=False)}
+    before = {
+        n: (p, p.data_ptr(), p.detach().clone()) for n, p in model.named_parameters(remove_duplicate=False)
+    }
     copied = own_weights(model)
     assert copied == 4 * (40 + 10)  # the tied table once, the head's bias; not the frozen layer
     for name, (param, ptr, value) in before.items():
@@ -631,8 +678,11 @@ def test_own_weights_moves_pretrained_weights_out_of_the_file_mapping():
     _, bert = load_backbone(str(packaged_minilm_path()), verbose=False)
 
     def mapped() -> int:
-        spans = [tuple(int(a, 16) for a in line.split()[0].split("-"))
-                 for line in Path("/proc/self/maps").read_text().splitlines() if line.endswith(".safetensors")]
+        spans = [
+            tuple(int(a, 16) for a in line.split()[0].split("-"))
+            for line in Path("/proc/self/maps").read_text().splitlines()
+            if line.endswith(".safetensors")
+        ]
         return sum(any(lo <= p.data_ptr() < hi for lo, hi in spans) for p in bert.parameters())
 
     if mapped() == 0:
@@ -664,8 +714,15 @@ def test_fast_cpu_training_with_onednn_follows_the_default_run(method, force_one
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
         train_f = task.tokenize(ds["train"].select(range(64)), tok, 64)
-        result = train(model, task, train_f, None, None, tok,
-                       TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
+        result = train(
+            model,
+            task,
+            train_f,
+            None,
+            None,
+            tok,
+            TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast),
+        )
         losses.append([h["loss"] for h in result.history if "loss" in h])
     assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert rows and all(r % ROW_MULTIPLE == 0 for r in rows)  # LoRA's projections included

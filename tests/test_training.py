@@ -71,9 +71,13 @@ def test_gradient_accumulation_and_cosine_schedule_run(sst2):
 @pytest.mark.parametrize("stop, fast", [(3, False), (8, False), (8, True)])
 def test_resume_gives_the_uninterrupted_run_exactly(sst2, tmp_path, stop, fast):
     task, tok, train_f, eval_f, eval_raw = sst2
-    cfg = dict(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=1, fast_cpu=fast)
+    cfg = dict(
+        lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=1, fast_cpu=fast
+    )
     full_model, resumed_model = _model(task), _model(task)
-    full = train(full_model, task, train_f, eval_f, eval_raw, tok, TrainConfig(output_dir=str(tmp_path / "a"), **cfg))
+    full = train(
+        full_model, task, train_f, eval_f, eval_raw, tok, TrainConfig(output_dir=str(tmp_path / "a"), **cfg)
+    )
     stopped = train(_model(task), task, train_f, eval_f, eval_raw, tok,
                     TrainConfig(output_dir=str(tmp_path / "b"), stop_after_steps=stop, **cfg))
     assert stopped.steps == stop and stopped.metrics == {}
@@ -178,12 +182,23 @@ def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(ss
     losses: dict[str, list[float]] = {"course": [], "trainer": []}
     current = ["course"]
     plain_loss = task.loss
-    monkeypatch.setattr(task, "loss", lambda logits, batch: _record(plain_loss(logits, batch), losses[current[0]]))
+    monkeypatch.setattr(
+        task, "loss", lambda logits, batch: _record(plain_loss(logits, batch), losses[current[0]])
+    )
 
     monkeypatch.setattr(training.LengthGroupedBatchSampler, "batches",
                         lambda self: [orders[self.epoch][i:i + 16] for i in range(0, len(train_f), 16)])
-    train(models[0], task, train_f, None, None, tok,
-          TrainConfig(lr=1e-3, epochs=2, batch_size=16, warmup_ratio=0.25, progress=False, group_by_length=False))
+    train(
+        models[0],
+        task,
+        train_f,
+        None,
+        None,
+        tok,
+        TrainConfig(
+            lr=1e-3, epochs=2, batch_size=16, warmup_ratio=0.25, progress=False, group_by_length=False
+        ),
+    )
 
     class Fixed(Sampler):
         def __init__(self):
@@ -207,7 +222,9 @@ def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(ss
     monkeypatch.setattr(trainer, "_get_train_sampler", lambda *a, **k: fixed)
     trainer.train()
     assert len(losses["course"]) == len(losses["trainer"]) == 12
-    torch.testing.assert_close(torch.tensor(losses["course"]), torch.tensor(losses["trainer"]), rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        torch.tensor(losses["course"]), torch.tensor(losses["trainer"]), rtol=1e-6, atol=0
+    )
     for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
 

@@ -43,7 +43,9 @@ _WORD = re.compile(r"[a-z]+")
 
 def _check_task(task: object) -> QuestionAnsweringTask:
     if not isinstance(task, QuestionAnsweringTask):
-        raise ValueError(f"task must be a QuestionAnsweringTask (get_task('squad')), got {type(task).__name__}")
+        raise ValueError(
+            f"task must be a QuestionAnsweringTask (get_task('squad')), got {type(task).__name__}"
+        )
     return task
 
 
@@ -55,9 +57,14 @@ def _feature_predictions(model: nn.Module, task: QuestionAnsweringTask, features
     return predict_rows(model, task, features, tokenizer, batch_size, device)
 
 
-def window_logits(model: nn.Module, task: QuestionAnsweringTask, features: Dataset, tokenizer: PreTrainedTokenizerBase,
-                  batch_size: int = 128,
-                  device: torch.device | str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def window_logits(
+    model: nn.Module,
+    task: QuestionAnsweringTask,
+    features: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each window's ``(start_logits, end_logits)`` as 1-D arrays, in feature order, cut to the window's length."""
     _check_task(task)
     rows = _feature_predictions(model, task, features, tokenizer, batch_size, device)
@@ -136,7 +143,9 @@ def scores_by_type(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def context_snippet(context: str, start: int, length: int, width: int = 60) -> str:
     """``width`` characters either side of ``context[start:start + length]``, the span marked with [[ ]]."""
     if not 0 <= start <= start + length <= len(context):
-        raise ValueError(f"span ({start}, {start + length}) is outside the context of {len(context)} characters")
+        raise ValueError(
+            f"span ({start}, {start + length}) is outside the context of {len(context)} characters"
+        )
     left, right = max(0, start - width), min(len(context), start + length + width)
     return ("…" if left > 0 else "") + context[left:start] + "[[" + context[start:start + length] + "]]" + \
         context[start + length:right] + ("…" if right < len(context) else "")

@@ -54,15 +54,25 @@ class EntityError(NamedTuple):
 # --- predictions ------------------------------------------------------------------------------------
 
 
-def predict_tags(model: nn.Module, task: Task, features: Dataset, raw: Dataset | None, tokenizer: PreTrainedTokenizerBase,
-                 batch_size: int = 128, device: torch.device | str | None = None
-                 ) -> tuple[list[list[str]], list[list[str]]]:
+def predict_tags(
+    model: nn.Module,
+    task: Task,
+    features: Dataset,
+    raw: Dataset | None,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+) -> tuple[list[list[str]], list[list[str]]]:
     """Gold and predicted tag lists per sentence, at each word's first sub-token, as training's evaluation scores them."""
     labels = getattr(task, "labels", None)
     if labels is None:
-        raise ValueError(f"predict_tags needs a token-classification task with .labels, got {type(task).__name__}")
+        raise ValueError(
+            f"predict_tags needs a token-classification task with .labels, got {type(task).__name__}"
+        )
     if "labels" not in features.column_names:
-        raise ValueError(f"features need a 'labels' column (tokenize with the task); got {features.column_names}")
+        raise ValueError(
+            f"features need a 'labels' column (tokenize with the task); got {features.column_names}"
+        )
     if len(features) == 0:
         raise ValueError("features are empty: nothing to predict")
     rows = [row for one in predict_rows(model, task, features, tokenizer, batch_size, device) for row in one]
@@ -183,7 +193,11 @@ def error_kinds(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) ->
 def sentences_with_errors(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> list[int]:
     """Indices of the sentences whose predicted entities differ from the gold ones."""
     _check_sentences(gold, pred)
-    return [i for i, (g, p) in enumerate(zip(gold, pred, strict=True)) if set(tags_to_spans(g)) != set(tags_to_spans(p))]
+    return [
+        i
+        for i, (g, p) in enumerate(zip(gold, pred, strict=True))
+        if set(tags_to_spans(g)) != set(tags_to_spans(p))
+    ]
 
 
 # --- rendering ----------------------------------------------------------------------------------------
@@ -235,9 +249,14 @@ def highlight(words: Sequence[str], gold: Sequence[str], pred: Sequence[str]) ->
     _check_words(words, gold=gold, pred=pred)
     gold_spans, pred_spans = tags_to_spans(gold), tags_to_spans(pred)
     wrong_gold, wrong_pred = set(gold_spans) - set(pred_spans), set(pred_spans) - set(gold_spans)
-    rows = [("gold", _html_line(words, gold_spans, wrong_gold)), ("pred", _html_line(words, pred_spans, wrong_pred))]
-    cells = "".join(f'<div style="margin:2px 0"><b style="display:inline-block;width:3em">{name}</b>{line}</div>'
-                    for name, line in rows)
+    rows = [
+        ("gold", _html_line(words, gold_spans, wrong_gold)),
+        ("pred", _html_line(words, pred_spans, wrong_pred)),
+    ]
+    cells = "".join(
+        f'<div style="margin:2px 0"><b style="display:inline-block;width:3em">{name}</b>{line}</div>'
+        for name, line in rows
+    )
     return f'<div style="line-height:1.9;font-family:sans-serif">{cells}</div>'
 
 

@@ -23,16 +23,34 @@ __all__ = ["NEGATION_WORDS", "CONTRAST_WORDS", "SLICES", "predict_split", "confu
            "plot_confusion_matrix", "sentence_words", "slice_mask", "accuracy", "slice_report",
            "confident_mistakes", "padding_share"]
 
-NEGATION_WORDS = ("not", "n't", "no", "never", "nothing", "nobody", "none", "neither", "nor", "nowhere", "cannot",
-                  "without", "hardly")
+NEGATION_WORDS = (
+    "not",
+    "n't",
+    "no",
+    "never",
+    "nothing",
+    "nobody",
+    "none",
+    "neither",
+    "nor",
+    "nowhere",
+    "cannot",
+    "without",
+    "hardly",
+)
 CONTRAST_WORDS = ("but", "although", "though", "yet", "however")
 SLICES: dict[str, tuple[str, ...]] = {"negation": NEGATION_WORDS, "contrast": CONTRAST_WORDS}
 _WORD = re.compile(r"[\w']+")
 
 
-def predict_split(model: nn.Module, task: Task, features: Dataset, tokenizer: PreTrainedTokenizerBase,
-                  batch_size: int = 128,
-                  device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def predict_split(
+    model: nn.Module,
+    task: Task,
+    features: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Predicted labels [N], gold labels [N] and class probabilities [N, C] of a tokenized split, in its order."""
     if "labels" not in features.column_names:
         raise ValueError(f"features need a 'labels' column (tokenize with a classification task); "
@@ -40,8 +58,15 @@ def predict_split(model: nn.Module, task: Task, features: Dataset, tokenizer: Pr
     if len(features) == 0:
         raise ValueError("features are empty: nothing to predict")
     # training's evaluation batching
-    rows = predict_rows(model, task, features, tokenizer, batch_size, device,
-                        predict_fn=lambda logits, batch: (logits.float().softmax(-1).cpu(), batch["labels"].cpu()))
+    rows = predict_rows(
+        model,
+        task,
+        features,
+        tokenizer,
+        batch_size,
+        device,
+        predict_fn=lambda logits, batch: (logits.float().softmax(-1).cpu(), batch["labels"].cpu()),
+    )
     probs = torch.cat([p for p, _ in rows])
     gold = torch.cat([g for _, g in rows])
     return probs.argmax(-1), gold, probs
@@ -139,16 +164,28 @@ def accuracy(gold: Sequence[int] | torch.Tensor, pred: Sequence[int] | torch.Ten
     return (gold == pred).float().mean().item() if len(gold) else math.nan
 
 
-def slice_report(sentences: Sequence[str], gold: Sequence[int] | torch.Tensor, pred: Sequence[int] | torch.Tensor,
-                 slices: Mapping[str, Sequence[str]] = SLICES) -> list[dict[str, Any]]:
+def slice_report(
+    sentences: Sequence[str],
+    gold: Sequence[int] | torch.Tensor,
+    pred: Sequence[int] | torch.Tensor,
+    slices: Mapping[str, Sequence[str]] = SLICES,
+) -> list[dict[str, Any]]:
     """One row per slice (plus "all"): its size, share of the split, accuracy and errors, for ``format_table``."""
     gold, pred, sentences = _as_long(gold, "gold"), _as_long(pred, "pred"), list(sentences)
     n = _check_same_length(sentences=sentences, gold=gold, pred=pred)
     masks = {"all": torch.ones(n, dtype=torch.bool)}
     masks.update({name: slice_mask(sentences, cues) for name, cues in slices.items()})
     wrong = gold != pred
-    return [{"slice": name, "sentences": int(m.sum()), "share_pct": round(100 * m.float().mean().item(), 1) if n else 0.0,
-             "accuracy": accuracy(gold, pred, m), "errors": int((wrong & m).sum())} for name, m in masks.items()]
+    return [
+        {
+            "slice": name,
+            "sentences": int(m.sum()),
+            "share_pct": round(100 * m.float().mean().item(), 1) if n else 0.0,
+            "accuracy": accuracy(gold, pred, m),
+            "errors": int((wrong & m).sum()),
+        }
+        for name, m in masks.items()
+    ]
 
 
 def confident_mistakes(sentences: Sequence[str], gold: Sequence[int] | torch.Tensor,
@@ -161,7 +198,9 @@ def confident_mistakes(sentences: Sequence[str], gold: Sequence[int] | torch.Ten
     probs = torch.as_tensor(probs, dtype=torch.float)
     _check_same_length(sentences=sentences, gold=gold, pred=pred, probs=probs)
     if probs.ndim != 2 or probs.shape[1] != len(labels):
-        raise ValueError(f"probs must be [N, {len(labels)}] (one column per label), got shape {tuple(probs.shape)}")
+        raise ValueError(
+            f"probs must be [N, {len(labels)}] (one column per label), got shape {tuple(probs.shape)}"
+        )
     confidence = probs.gather(1, pred[:, None]).squeeze(1) if len(pred) else probs.new_zeros(0)
     wrong = (gold != pred).nonzero().flatten().tolist()
     wrong.sort(key=lambda i: (-confidence[i].item(), i))

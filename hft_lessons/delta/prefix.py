@@ -14,7 +14,14 @@ from transformers import BertModel, DynamicCache
 from .arch import Architecture, layers
 from .base import DeltaConfig, DeltaModule, check_positive, innermost_linear, register
 
-__all__ = ["PrefixConfig", "PrefixEncoder", "LayerPrefix", "PREFIX_ATTRIBUTE", "cache_argument", "prefix_cache_hook"]
+__all__ = [
+    "PrefixConfig",
+    "PrefixEncoder",
+    "LayerPrefix",
+    "PREFIX_ATTRIBUTE",
+    "cache_argument",
+    "prefix_cache_hook",
+]
 
 PREFIX_ATTRIBUTE = "prefix_encoder"  # where the shared PrefixEncoder lives on the backbone
 _BERT_MODEL_ARGS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")

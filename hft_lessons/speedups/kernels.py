@@ -50,11 +50,28 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from ..delta.lora import LoraLinear
 from ..runtime import best_time
 
-__all__ = ["dropout_keep_mask", "dropout_scale_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer",
-           "fuses_clipping", "LoraFunction", "fused_lora", "AttentionFunction", "PackedAttentionFunction",
-           "cpu_attention_forward", "cpu_attention", "packed_layers", "CompactEmbedding", "compact_embeddings",
-           "follow_optimizer", "OneDnnLinearFunction", "onednn_is_faster", "onednn_linear",
-           "ROW_MULTIPLE"]
+__all__ = [
+    "dropout_keep_mask",
+    "dropout_scale_mask",
+    "numpy_dropout",
+    "patched_dropout",
+    "clip_into_optimizer",
+    "fuses_clipping",
+    "LoraFunction",
+    "fused_lora",
+    "AttentionFunction",
+    "PackedAttentionFunction",
+    "cpu_attention_forward",
+    "cpu_attention",
+    "packed_layers",
+    "CompactEmbedding",
+    "compact_embeddings",
+    "follow_optimizer",
+    "OneDnnLinearFunction",
+    "onednn_is_faster",
+    "onednn_linear",
+    "ROW_MULTIPLE",
+]
 
 _LEVELS = 1 << 16  # masks compare 16-bit random integers with a threshold
 
@@ -76,7 +93,9 @@ def dropout_keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[to
     return keep, _LEVELS / (_LEVELS - threshold)
 
 
-def dropout_scale_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dropout_scale_mask(
+    shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """:func:`dropout_keep_mask` as one factor per entry: 0 where dropped, 1 / P(keep) where kept."""
     keep, scale = dropout_keep_mask(shape, p)
     return keep.to(dtype).mul_(scale)
@@ -114,14 +133,17 @@ def patched_dropout(model: nn.Module) -> Iterator[int]:
 
     Attention-probability dropout is not an ``nn.Dropout`` call: :func:`cpu_attention` draws it with NumPy.
     """
-    with _forwards_replaced([m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace],
-                            _dropout_forward) as patched:
+    with _forwards_replaced(
+        [m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace], _dropout_forward
+    ) as patched:
         yield patched
 
 
 def fuses_clipping(optimizer: torch.optim.Optimizer) -> bool:
     """True when ``optimizer`` is a fused Adam/AdamW that can apply the clipping scale inside its kernel."""
-    return isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and bool(optimizer.defaults.get("fused"))
+    return isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and bool(
+        optimizer.defaults.get("fused")
+    )
 
 
 @torch.no_grad()
@@ -183,8 +205,14 @@ class OneDnnLinearFunction(torch.autograd.Function):
 
 def _onednn_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """True for float32 CPU products big enough for oneDNN to win (no autocast, no tiny dimension)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and not _cpu_autocast() and min(weight.shape) >= _MIN_SIZE and x.numel() >= _MIN_SIZE * x.shape[-1])
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not _cpu_autocast()
+        and min(weight.shape) >= _MIN_SIZE
+        and x.numel() >= _MIN_SIZE * x.shape[-1]
+    )
 
 
 _ONEDNN_FASTER: dict[int, bool] = {}
@@ -235,7 +263,9 @@ def onednn_linear(model: nn.Module) -> Iterator[int]:
         return
     _USE_ONEDNN[0] = True
     try:
-        with _forwards_replaced([m for m in model.modules() if type(m) is nn.Linear], _onednn_linear_forward) as n:
+        with _forwards_replaced(
+            [m for m in model.modules() if type(m) is nn.Linear], _onednn_linear_forward
+        ) as n:
             yield n
     finally:
         _USE_ONEDNN[0] = False
@@ -245,8 +275,15 @@ class LoraFunction(torch.autograd.Function):
     """``x Wᵀ + b + s·(x Aᵀ) Bᵀ`` with the low-rank term accumulated inside the matrix multiplies (W frozen)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_a: torch.Tensor,
-                lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        lora_a: torch.Tensor,
+        lora_b: torch.Tensor,
+        scaling: float,
+    ) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
         # [tokens, r], computed as a wide [r, tokens] product (faster, see backward)
         u = (lora_a @ x2.t()).t()
@@ -300,8 +337,16 @@ def _attention_core(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     return out, probs, dropped, factors
 
 
-def _attention_core_backward(g: torch.Tensor, qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: torch.Tensor,
-                             dropped: torch.Tensor, factors: torch.Tensor | None, scale: float) -> tuple[torch.Tensor, ...]:
+def _attention_core_backward(
+    g: torch.Tensor,
+    qs: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    probs: torch.Tensor,
+    dropped: torch.Tensor,
+    factors: torch.Tensor | None,
+    scale: float,
+) -> tuple[torch.Tensor, ...]:
     """Gradients of :func:`_attention_core` for q (unscaled), k and v; ``g`` is contiguous like the output."""
     b, h, t, d = qs.shape
     s = k.shape[2]
@@ -326,8 +371,15 @@ class AttentionFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, p: float,
-                scale: float) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        p: float,
+        scale: float,
+    ) -> torch.Tensor:
         qs = torch.mul(q, scale, out=torch.empty(q.shape, dtype=q.dtype, device=q.device))
         k, v = k.contiguous(), v.contiguous()
         out, probs, dropped, factors = _attention_core(qs, k, v, mask, p)
@@ -351,8 +403,17 @@ class PackedAttentionFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor, keep: torch.Tensor,
-                heads: int, p: float, scale: float) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        index: torch.Tensor,
+        keep: torch.Tensor,
+        heads: int,
+        p: float,
+        scale: float,
+    ) -> torch.Tensor:
         b, t = keep.shape
         d = q.shape[-1] // heads
         real, rows = index.numel(), q.shape[0]
@@ -360,7 +421,9 @@ class PackedAttentionFunction(torch.autograd.Function):
 
         def unpack(x: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
             # zeros at padding (0 x NaN is NaN), written only there: the real rows are copied in next
-            grid = x.new_empty(b * t, x.shape[-1]).index_fill_(0, padding, 0.0).index_copy_(0, index, x[:real])
+            grid = (
+                x.new_empty(b * t, x.shape[-1]).index_fill_(0, padding, 0.0).index_copy_(0, index, x[:real])
+            )
             heads_first = grid.view(b, t, heads, d).transpose(1, 2)
             return torch.mul(heads_first, factor, out=x.new_empty(heads_first.shape))
 
@@ -389,16 +452,24 @@ class PackedAttentionFunction(torch.autograd.Function):
 ATTENTION_NAME = "hft_cpu"
 
 
-def cpu_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                          attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                          **kwargs: Any) -> tuple[torch.Tensor, None]:
+def cpu_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """A Hugging Face attention function: :class:`AttentionFunction` on the CPU, SDPA's function otherwise."""
     plain = (query.device.type == "cpu" and query.dtype == torch.float32 and not _cpu_autocast()
              and query.shape[1] == key.shape[1] and not getattr(module, "is_causal", False)
              and not any(kwargs.get(name) is not None for name in ("position_bias", "softcap", "is_causal")))
     if not plain:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     out = AttentionFunction.apply(query, key, value, attention_mask, dropout, scale)
     return out.transpose(1, 2).contiguous(), None
@@ -434,8 +505,14 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
 
 def _padding_keep(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
     """The ``[batch, length]`` real-token mask behind a padding-only attention mask, or None if there is none."""
-    if (hidden.device.type != "cpu" or hidden.dtype != torch.float32 or _cpu_autocast() or mask is None
-            or mask.dtype != torch.bool or mask.shape != (hidden.shape[0], 1, hidden.shape[1], hidden.shape[1])):
+    if (
+        hidden.device.type != "cpu"
+        or hidden.dtype != torch.float32
+        or _cpu_autocast()
+        or mask is None
+        or mask.dtype != torch.bool
+        or mask.shape != (hidden.shape[0], 1, hidden.shape[1], hidden.shape[1])
+    ):
         return None
     # what the first token may attend to: the real tokens, if the mask is padding only
     keep = mask[:, 0, 0, :]
@@ -444,11 +521,24 @@ def _padding_keep(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
     return keep
 
 
-def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                          encoder_hidden_states: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+def _packed_layer_forward(
+    self: nn.Module,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    encoder_hidden_states: torch.Tensor | None = None,
+    *args: Any,
+    **kwargs: Any,
+) -> torch.Tensor:
     keep = _padding_keep(hidden_states, attention_mask)
-    if (keep is None or encoder_hidden_states is not None or args or kwargs.get("output_attentions")
-            or any(kwargs.get(name) is not None for name in ("encoder_attention_mask", "cache", "past_key_values"))):
+    if (
+        keep is None
+        or encoder_hidden_states is not None
+        or args
+        or kwargs.get("output_attentions")
+        or any(
+            kwargs.get(name) is not None for name in ("encoder_attention_mask", "cache", "past_key_values")
+        )
+    ):
         return type(self).forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
     b, t, hidden = hidden_states.shape
     flat_keep = keep.reshape(-1)
@@ -460,9 +550,16 @@ def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attentio
     gather = torch.cat([index, index[:1].expand(rows - real)]) if rows > real else index
     x = hidden_states.reshape(b * t, hidden).index_select(0, gather).unsqueeze(0)  # [1, rows, hidden]
     attn = self.attention.self
-    context = PackedAttentionFunction.apply(attn.query(x)[0], attn.key(x)[0], attn.value(x)[0], index, keep,
-                                            attn.num_attention_heads, attn.dropout.p if attn.training else 0.0,
-                                            attn.scaling)
+    context = PackedAttentionFunction.apply(
+        attn.query(x)[0],
+        attn.key(x)[0],
+        attn.value(x)[0],
+        index,
+        keep,
+        attn.num_attention_heads,
+        attn.dropout.p if attn.training else 0.0,
+        attn.scaling,
+    )
     out = self.feed_forward_chunk(self.attention.output(context.unsqueeze(0), x))[0]
     grid = hidden_states.new_empty(b * t, hidden).index_fill_(0, padding, 0.0)  # zeros at padding only
     return grid.index_copy(0, index, out[:real]).view(b, t, hidden)
@@ -567,7 +664,9 @@ class CompactEmbedding(nn.Module):
 def _input_embedding_owner(model: nn.Module) -> nn.Module | None:
     """The first submodule that hands out its word-embedding table (a Hugging Face model), or None."""
     for m in model.modules():
-        if callable(getattr(m, "get_input_embeddings", None)) and callable(getattr(m, "set_input_embeddings", None)):
+        if callable(getattr(m, "get_input_embeddings", None)) and callable(
+            getattr(m, "set_input_embeddings", None)
+        ):
             try:
                 if isinstance(m.get_input_embeddings(), nn.Embedding):
                     return m
@@ -577,7 +676,9 @@ def _input_embedding_owner(model: nn.Module) -> nn.Module | None:
 
 
 @contextmanager
-def compact_embeddings(model: nn.Module, input_ids: Sequence[Sequence[int]]) -> Iterator[CompactEmbedding | None]:
+def compact_embeddings(
+    model: nn.Module, input_ids: Sequence[Sequence[int]]
+) -> Iterator[CompactEmbedding | None]:
     """Inside the block the word-embedding table trains only the rows of the tokens in ``input_ids``.
 
     Yields the :class:`CompactEmbedding` (call its ``after_step`` after every optimizer step, or use
@@ -587,8 +688,14 @@ def compact_embeddings(model: nn.Module, input_ids: Sequence[Sequence[int]]) -> 
     """
     owner = _input_embedding_owner(model)
     table = owner.get_input_embeddings() if owner is not None else None
-    if (table is None or not table.weight.requires_grad or table.max_norm is not None or table.scale_grad_by_freq
-            or table.sparse or sum(p is table.weight for m in model.modules() for p in m.parameters(False)) != 1):
+    if (
+        table is None
+        or not table.weight.requires_grad
+        or table.max_norm is not None
+        or table.scale_grad_by_freq
+        or table.sparse
+        or sum(p is table.weight for m in model.modules() for p in m.parameters(False)) != 1
+    ):
         yield None
         return
     ids = np.unique(np.fromiter(itertools.chain.from_iterable(input_ids), dtype=np.int64))
@@ -612,8 +719,12 @@ def follow_optimizer(compact: CompactEmbedding, optimizer: torch.optim.Optimizer
     if group is None:
         raise ValueError("the optimizer does not train the compact embedding table")
     if not isinstance(optimizer, torch.optim.AdamW):
-        raise ValueError(f"a compact embedding table needs AdamW's decoupled weight decay, got {type(optimizer).__name__}")
-    handle = optimizer.register_step_post_hook(lambda *_: compact.after_step(float(group["lr"]), group["weight_decay"]))
+        raise ValueError(
+            f"a compact embedding table needs AdamW's decoupled weight decay, got {type(optimizer).__name__}"
+        )
+    handle = optimizer.register_step_post_hook(
+        lambda *_: compact.after_step(float(group["lr"]), group["weight_decay"])
+    )
     try:
         yield
     finally:

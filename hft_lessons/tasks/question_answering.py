@@ -94,8 +94,14 @@ class QuestionAnsweringTask(Task):
                          fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "stride": stride,
                                     "train": train})
 
-    def encode_windows(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int, stride: int = 0,
-                       train: bool = True) -> dict[str, list]:
+    def encode_windows(
+        self,
+        batch: dict[str, list],
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        stride: int = 0,
+        train: bool = True,
+    ) -> dict[str, list]:
         """``tokenize`` for one batch of raw columns (a dict of lists): the windows and their extras."""
         questions = [q.lstrip() for q in batch["question"]]  # leading spaces waste window room
         enc = tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length,

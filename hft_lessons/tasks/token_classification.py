@@ -55,7 +55,9 @@ class TokenClassificationTask(Task):
         def fn(batch):
             enc = tokenizer(batch[self.tokens_column], is_split_into_words=True, truncation=True,
                             max_length=max_length)
-            enc["labels"] = [align_labels(enc.word_ids(i), tags) for i, tags in enumerate(batch[self.tags_column])]
+            enc["labels"] = [
+                align_labels(enc.word_ids(i), tags) for i, tags in enumerate(batch[self.tags_column])
+            ]
             return enc
         return split.map(fn, batched=True, remove_columns=split.column_names)
 
@@ -65,9 +67,13 @@ class TokenClassificationTask(Task):
 
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token-level cross-entropy, ignoring sub-word continuations, special tokens and padding."""
-        return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(
+            logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX
+        )
 
-    def predict(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[tuple[list[int], list[int]]]:
+    def predict(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> list[tuple[list[int], list[int]]]:
         """Per sentence: (predicted, gold) tag ids at the labelled (first sub-token) positions."""
         pred, gold = logits.argmax(-1).cpu(), batch["labels"].cpu()
         keep = gold != IGNORE_INDEX
