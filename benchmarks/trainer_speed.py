@@ -152,7 +152,8 @@ def _weight_norm(model) -> float:
 def _timed_batches(
     model, task, train_f, tokenizer, args: argparse.Namespace, after_backward
 ) -> tuple[float, float]:
-    """Forward and backward over the course trainer's batches, then `after_backward()`; examples/s and peak MB."""
+    """Forward and backward over the course trainer's batches, then `after_backward()`; examples/s and peak
+    MB."""
     import torch
 
     from hft_lessons.devices import uses_cuda
@@ -176,7 +177,8 @@ def _timed_batches(
 
 
 def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> dict[str, float]:
-    """Forward and backward and nothing else (no clipping, no optimizer step: not training): a ceiling for trainers."""
+    """Forward and backward and nothing else (no clipping, no optimizer step: not training): a ceiling for
+    trainers."""
     speed, peak_mb = _timed_batches(
         model, task, train_f, tokenizer, args, lambda: model.zero_grad(set_to_none=True)
     )

@@ -1,4 +1,5 @@
-"""Fine-tuning methods by name: which parameters train, which delta modules attach, and their default recipes."""
+"""Fine-tuning methods by name: which parameters train, which delta modules attach, and their default
+recipes."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def get_recipe(method: str, task: str = "sst2") -> Recipe:
 
 
 def prepare_model(model: TaskModel, method: str, task: str = "sst2") -> TaskModel:
-    """Set up ``model`` (backbone + head) for ``method``: freeze, attach delta modules, keep the head trainable."""
+    """Set up ``model`` (backbone + head) for ``method``: freeze, attach delta modules, keep the head
+    trainable."""
     recipe = get_recipe(method, task)
     if recipe.adapter_layer:
         return _add_adapter_layer(model, recipe.adapter_layer)

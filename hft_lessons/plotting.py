@@ -1,4 +1,5 @@
-"""Small matplotlib helpers for the chapters: training curves from a TrainResult's history, method comparisons."""
+"""Small matplotlib helpers for the chapters: training curves from a TrainResult's history, method
+comparisons."""
 
 from __future__ import annotations
 

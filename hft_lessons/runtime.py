@@ -64,7 +64,8 @@ def _torch_at_least(major: int, minor: int) -> bool:
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
-    """Pick CUDA, then MPS (only on torch >= 2.9), then CPU; ``prefer``, ``HFT_DEVICE`` or ``--cpu`` overrides."""
+    """Pick CUDA, then MPS (only on torch >= 2.9), then CPU; ``prefer``, ``HFT_DEVICE`` or ``--cpu``
+    overrides."""
     prefer = prefer or os.environ.get("HFT_DEVICE")
     if prefer:
         allowed = ("cpu", "cuda", "mps")
@@ -82,13 +83,15 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 
 def synchronize(device: torch.device | str | None = None) -> None:
-    """Wait until the work queued on a CUDA ``device`` has finished (CUDA runs asynchronously); no-op elsewhere."""
+    """Wait until the work queued on a CUDA ``device`` has finished (CUDA runs asynchronously); no-op
+    elsewhere."""
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def best_time(fn: Callable[[], object], repeats: int = 5, device: torch.device | str | None = None) -> float:
-    """The fastest of ``repeats`` timed calls of ``fn``, in seconds, after one warm-up; on CUDA it waits for each."""
+    """The fastest of ``repeats`` timed calls of ``fn``, in seconds, after one warm-up; on CUDA it waits for
+    each."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     fn()

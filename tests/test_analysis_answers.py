@@ -1,4 +1,5 @@
-"""QA error analysis: per-question scores (hand-worked), worst errors, question types, predictions, the plot."""
+"""QA error analysis: per-question scores (hand-worked), worst errors, question types, predictions, the
+plot."""
 
 from __future__ import annotations
 

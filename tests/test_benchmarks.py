@@ -1,4 +1,5 @@
-"""The benchmark scripts reject bad options with one line that names what is allowed; the bare loop matches the course trainer."""
+"""The benchmark scripts reject bad options with one line that names what is allowed; the bare loop matches
+the course trainer."""
 
 import json
 import subprocess
@@ -30,7 +31,8 @@ def test_trainer_speed_rejects_a_bad_repeat_count():
 
 
 def test_bare_loop_trains_exactly_what_the_course_trainer_trains():
-    """The benchmark's `bare` runner is a fair measure of the least a trainer must do only if it does the course trainer's training, step for step."""
+    """The benchmark's `bare` runner is a fair measure of the least a trainer must do only if it does the
+    course trainer's training, step for step."""
     out = {}
     for runner in ("course", "bare"):
         proc = subprocess.run(

@@ -1,4 +1,5 @@
-"""Method recipes: exact trainable counts, small shares on MiniLM, one-line errors, learning, the outline's model."""
+"""Method recipes: exact trainable counts, small shares on MiniLM, one-line errors, learning, the outline's
+model."""
 
 import copy
 

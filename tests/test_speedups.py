@@ -1,4 +1,5 @@
-"""The opt-in CPU speed-ups: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA, compact embeddings."""
+"""The opt-in CPU speed-ups: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA, compact
+embeddings."""
 
 import contextlib
 import copy
@@ -261,7 +262,8 @@ def _embedding_model() -> nn.Module:
 
 
 def test_compact_embedding_table_trains_like_the_full_one():
-    """AdamW with weight decay over the whole table vs over the rows the data reaches: the same table after."""
+    """AdamW with weight decay over the whole table vs over the rows the data reaches: the same table
+    after."""
     train_ids = [[1, 5, 7, 9], [2, 5, 11], [7, 3, 4]]  # 0 is padding; 12..49 never seen in training
     batches = [torch.tensor([[1, 5, 7, 9], [2, 5, 11, 0]]), torch.tensor([[7, 3, 4]])] * 3
     unseen = torch.tensor([[12, 5, 30, 0]])
@@ -321,7 +323,8 @@ def test_follow_optimizer_needs_adamw_training_the_compact_table():
 
 
 def _heads(b=3, t=5, h=2, d=4, dtype=torch.float32):
-    """q, k, v as Hugging Face hands them over: [batch, heads, tokens, head_dim] views of [batch, tokens, hidden]."""
+    """q, k, v as Hugging Face hands them over: [batch, heads, tokens, head_dim] views of [batch, tokens,
+    hidden]."""
     return [torch.randn(b, t, h * d, dtype=dtype, requires_grad=True) for _ in range(3)]
 
 
@@ -469,7 +472,8 @@ def test_packed_layers_give_the_real_tokens_the_padded_outputs_and_gradients():
 
 @pytest.mark.parametrize("method", ["adapter", "ia3", "prefix", "unipelt"])
 def test_fast_cpu_leaves_the_other_methods_their_maths(method):
-    """Methods that hook or widen attention (prefixes, gates) keep the layer's own forward; all train as by default."""
+    """Methods that hook or widen attention (prefixes, gates) keep the layer's own forward; all train as by
+    default."""
     task = get_task("sst2")
     tok, _ = load_backbone("tiny-random-bert", verbose=False)
     ds = load_samples("sst2")
@@ -694,7 +698,8 @@ def test_own_weights_moves_pretrained_weights_out_of_the_file_mapping():
 @onednn
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_fast_cpu_training_with_onednn_follows_the_default_run(method, force_onednn, monkeypatch):
-    """A BERT wide enough for oneDNN, dropout 0: fast_cpu (oneDNN products, padded packed rows) trains as by default."""
+    """A BERT wide enough for oneDNN, dropout 0: fast_cpu (oneDNN products, padded packed rows) trains as by
+    default."""
     rows = []
     multiply = kernels._onednn_mm
 

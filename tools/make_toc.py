@@ -1,4 +1,5 @@
-"""Write _toc.yml from the course outline, and the README's chapter table, listing only chapters that exist."""
+"""Write _toc.yml from the course outline, and the README's chapter table, listing only chapters that
+exist."""
 
 from __future__ import annotations
 

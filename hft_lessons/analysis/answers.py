@@ -65,7 +65,8 @@ def window_logits(
     batch_size: int = 128,
     device: torch.device | str | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each window's ``(start_logits, end_logits)`` as 1-D arrays, in feature order, cut to the window's length."""
+    """Each window's ``(start_logits, end_logits)`` as 1-D arrays, in feature order, cut to the window's
+    length."""
     _check_task(task)
     rows = _feature_predictions(model, task, features, tokenizer, batch_size, device)
     return [(start[0, :len(ids)], end[0, :len(ids)])
@@ -127,7 +128,8 @@ def worst_errors(rows: Sequence[Mapping[str, Any]], n: int = 10) -> list[Mapping
 
 
 def scores_by_type(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per question type (in ``QUESTION_TYPES`` order, present types only): n, exact_match and f1 in percent."""
+    """Per question type (in ``QUESTION_TYPES`` order, present types only): n, exact_match and f1 in
+    percent."""
     if not rows:
         raise ValueError("no rows: score some questions with per_question_scores first")
     out = []

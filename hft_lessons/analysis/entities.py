@@ -1,4 +1,5 @@
-"""CoNLL-2003 error analysis: predicted tags, per-type entity scores and their plot, error kinds, highlighted sentences."""
+"""CoNLL-2003 error analysis: predicted tags, per-type entity scores and their plot, error kinds, highlighted
+sentences."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def predict_tags(
     batch_size: int = 128,
     device: torch.device | str | None = None,
 ) -> tuple[list[list[str]], list[list[str]]]:
-    """Gold and predicted tag lists per sentence, at each word's first sub-token, as training's evaluation scores them."""
+    """Gold and predicted tag lists per sentence, at each word's first sub-token, as training's evaluation
+    scores them."""
     labels = getattr(task, "labels", None)
     if labels is None:
         raise ValueError(
@@ -106,7 +108,8 @@ def _prf(correct: int, n_pred: int, n_gold: int) -> dict[str, float]:
 
 def per_type_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
                     types: Sequence[str] | None = None, overall: bool = False) -> dict[str, dict[str, float]]:
-    """Entity-level precision, recall, F1 and support (gold count) per type; ``overall`` adds the micro average."""
+    """Entity-level precision, recall, F1 and support (gold count) per type; ``overall`` adds the micro
+    average."""
     _check_sentences(gold, pred)
     gold_spans = [set(tags_to_spans(g)) for g in gold]
     pred_spans = [set(tags_to_spans(p)) for p in pred]
@@ -261,6 +264,7 @@ def highlight(words: Sequence[str], gold: Sequence[str], pred: Sequence[str]) ->
 
 
 def highlight_text(words: Sequence[str], gold: Sequence[str], pred: Sequence[str]) -> str:
-    """Plain-text fallback of ``highlight``: a ``gold:`` and a ``pred:`` line with ``[words|TYPE]`` entities."""
+    """Plain-text fallback of ``highlight``: a ``gold:`` and a ``pred:`` line with ``[words|TYPE]``
+    entities."""
     _check_words(words, gold=gold, pred=pred)
     return f"gold: {bracketed(words, gold)}\npred: {bracketed(words, pred)}"

@@ -51,7 +51,8 @@ def predict_split(
     batch_size: int = 128,
     device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Predicted labels [N], gold labels [N] and class probabilities [N, C] of a tokenized split, in its order."""
+    """Predicted labels [N], gold labels [N] and class probabilities [N, C] of a tokenized split, in its
+    order."""
     if "labels" not in features.column_names:
         raise ValueError(f"features need a 'labels' column (tokenize with a classification task); "
                          f"got columns {features.column_names}")
@@ -128,7 +129,8 @@ def plot_confusion_matrix(matrix: torch.Tensor | Sequence[Sequence[int]], labels
 
 
 def sentence_words(sentence: str) -> list[str]:
-    """Lower-cased words of a sentence; SST-2's split contractions ("does n't") and joined ones ("doesn't") alike."""
+    """Lower-cased words of a sentence; SST-2's split contractions ("does n't") and joined ones ("doesn't")
+    alike."""
     return _WORD.findall(sentence.lower().replace("’", "'"))
 
 
@@ -138,7 +140,8 @@ def _matches(word: str, cue: str) -> bool:
 
 
 def slice_mask(sentences: Sequence[str], words: Sequence[str]) -> torch.Tensor:
-    """A bool mask [N]: True where a sentence contains any of ``words`` as a whole word (or contraction suffix)."""
+    """A bool mask [N]: True where a sentence contains any of ``words`` as a whole word (or contraction
+    suffix)."""
     if isinstance(words, str):
         raise ValueError(f"words must be a list of cue words, not one string {words!r}")
     cues = [w.lower().replace("’", "'") for w in words]
@@ -154,7 +157,8 @@ def slice_mask(sentences: Sequence[str], words: Sequence[str]) -> torch.Tensor:
 
 def accuracy(gold: Sequence[int] | torch.Tensor, pred: Sequence[int] | torch.Tensor,
              mask: torch.Tensor | None = None) -> float:
-    """The share of correct predictions, over the sentences where ``mask`` is True (all if None); NaN if none."""
+    """The share of correct predictions, over the sentences where ``mask`` is True (all if None); NaN if
+    none."""
     gold, pred = _as_long(gold, "gold"), _as_long(pred, "pred")
     _check_same_length(gold=gold, pred=pred)
     if mask is not None:
@@ -170,7 +174,8 @@ def slice_report(
     pred: Sequence[int] | torch.Tensor,
     slices: Mapping[str, Sequence[str]] = SLICES,
 ) -> list[dict[str, Any]]:
-    """One row per slice (plus "all"): its size, share of the split, accuracy and errors, for ``format_table``."""
+    """One row per slice (plus "all"): its size, share of the split, accuracy and errors, for
+    ``format_table``."""
     gold, pred, sentences = _as_long(gold, "gold"), _as_long(pred, "pred"), list(sentences)
     n = _check_same_length(sentences=sentences, gold=gold, pred=pred)
     masks = {"all": torch.ones(n, dtype=torch.bool)}
@@ -191,7 +196,8 @@ def slice_report(
 def confident_mistakes(sentences: Sequence[str], gold: Sequence[int] | torch.Tensor,
                        pred: Sequence[int] | torch.Tensor, probs: torch.Tensor, k: int = 10,
                        labels: Sequence[str] = SST2_LABELS) -> list[dict[str, Any]]:
-    """The ``k`` wrong predictions with the highest probability on the predicted class, most confident first."""
+    """The ``k`` wrong predictions with the highest probability on the predicted class, most confident
+    first."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     gold, pred, sentences = _as_long(gold, "gold"), _as_long(pred, "pred"), list(sentences)

@@ -30,7 +30,8 @@ _BERT_MODEL_ARGS = ("input_ids", "attention_mask", "token_type_ids", "position_i
 @register
 @dataclass
 class PrefixConfig(DeltaConfig):
-    """``num_virtual_tokens`` prefixes per layer; ``prefix_projection`` adds peft's Embedding→Linear→Tanh→Linear."""
+    """``num_virtual_tokens`` prefixes per layer; ``prefix_projection`` adds peft's
+    Embedding→Linear→Tanh→Linear."""
 
     num_virtual_tokens: int = 20
     prefix_projection: bool = False
@@ -68,7 +69,8 @@ class PrefixConfig(DeltaConfig):
 
 
 class PrefixEncoder(DeltaModule):
-    """peft's PrefixEncoder: virtual-token embeddings (optionally reparameterised by an MLP) → all layers' K/V."""
+    """peft's PrefixEncoder: virtual-token embeddings (optionally reparameterised by an MLP) → all layers'
+    K/V."""
 
     method: ClassVar[str] = "prefix"
 
@@ -97,7 +99,8 @@ class PrefixEncoder(DeltaModule):
         self.register_buffer("tokens", torch.arange(num_virtual_tokens), persistent=False)
 
     def forward(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer, ``(keys, values)`` each [batch, heads, P, head_dim] (peft's layout: K0, V0, K1, V1, ...)."""
+        """Per layer, ``(keys, values)`` each [batch, heads, P, head_dim] (peft's layout: K0, V0, K1, V1,
+        ...)."""
         flat = self.transform(self.embedding(self.tokens))  # [P, layers * 2 * hidden]
         kv = flat.view(self.num_virtual_tokens, 2 * self.num_layers, self.num_heads, self.head_dim)
         kv = kv.permute(1, 2, 0, 3).unsqueeze(1).expand(-1, batch_size, -1, -1, -1)  # [2L, B, H, P, d]
@@ -134,7 +137,8 @@ def cache_argument() -> str:
 def prefix_cache_hook(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Before ``BertModel.forward``: pass the prefixes as a KV cache and widen the mask, exactly as peft does."""
+    """Before ``BertModel.forward``: pass the prefixes as a KV cache and widen the mask, exactly as peft
+    does."""
     kwargs = {**dict(zip(_BERT_MODEL_ARGS, args, strict=False)), **kwargs}
     reference = kwargs.get("input_ids")
     if reference is None:

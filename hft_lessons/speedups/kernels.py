@@ -272,7 +272,8 @@ def onednn_linear(model: nn.Module) -> Iterator[int]:
 
 
 class LoraFunction(torch.autograd.Function):
-    """``x Wᵀ + b + s·(x Aᵀ) Bᵀ`` with the low-rank term accumulated inside the matrix multiplies (W frozen)."""
+    """``x Wᵀ + b + s·(x Aᵀ) Bᵀ`` with the low-rank term accumulated inside the matrix multiplies (W
+    frozen)."""
 
     @staticmethod
     def forward(
@@ -504,7 +505,8 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
 
 
 def _padding_keep(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
-    """The ``[batch, length]`` real-token mask behind a padding-only attention mask, or None if there is none."""
+    """The ``[batch, length]`` real-token mask behind a padding-only attention mask, or None if there is
+    none."""
     if (
         hidden.device.type != "cpu"
         or hidden.dtype != torch.float32
@@ -566,7 +568,8 @@ def _packed_layer_forward(
 
 
 def _packable(layer: nn.Module) -> bool:
-    """A Hugging Face BERT layer (transformers >= 5) whose forward, attention and hooks nothing has replaced or added."""
+    """A Hugging Face BERT layer (transformers >= 5) whose forward, attention and hooks nothing has replaced
+    or added."""
     if type(layer).__name__ != "BertLayer" or int(transformers.__version__.split(".")[0]) < 5:
         return False
     attention = getattr(layer, "attention", None)
@@ -714,7 +717,8 @@ def compact_embeddings(
 
 @contextmanager
 def follow_optimizer(compact: CompactEmbedding, optimizer: torch.optim.Optimizer) -> Iterator[None]:
-    """Inside the block each real ``optimizer.step()`` records its weight decay on ``compact``'s other rows."""
+    """Inside the block each real ``optimizer.step()`` records its weight decay on ``compact``'s other
+    rows."""
     group = next((g for g in optimizer.param_groups if any(p is compact.weight for p in g["params"])), None)
     if group is None:
         raise ValueError("the optimizer does not train the compact embedding table")
