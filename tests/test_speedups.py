@@ -122,7 +122,9 @@ def test_clipping_inside_needs_a_fused_optimizer():
         clip_into_optimizer(torch.optim.SGD(lin.parameters(), lr=0.1), lin.parameters(), 1.0)
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "hybrid"])
+@pytest.mark.parametrize(
+    "method", ["full", pytest.param("lora", marks=pytest.mark.slow), pytest.param("hybrid", marks=pytest.mark.slow)]
+)
 def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(method, monkeypatch):
     """With every dropout at 0 the speed-ups (folded clipping, and by method the compact embedding table or the
     fused LoRA projections) change rounding, not the maths."""

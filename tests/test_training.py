@@ -68,7 +68,10 @@ def test_gradient_accumulation_and_cosine_schedule_run(sst2):
 
 
 # 6 steps per epoch: resume inside the first epoch, then inside the second; and with the CPU speed-ups on
-@pytest.mark.parametrize("stop, fast", [(3, False), (8, False), (8, True)])
+@pytest.mark.parametrize(
+    "stop, fast",
+    [pytest.param(3, False, marks=pytest.mark.slow), pytest.param(8, False, marks=pytest.mark.slow), (8, True)],
+)
 def test_resume_gives_the_uninterrupted_run_exactly(sst2, tmp_path, stop, fast):
     task, tok, train_f, eval_f, eval_raw = sst2
     cfg = dict(
