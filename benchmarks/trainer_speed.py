@@ -9,7 +9,7 @@ masks, clipping inside fused AdamW, LoRA's low-rank product accumulated inside t
 attention with a hand-written backward, BERT layers that skip padding, linear layers multiplied by oneDNN where
 it measures faster than MKL, and for full fine-tuning a word-embedding table that trains only the rows the
 training sentences reach; see
-`hft_lessons.cpu_speedups`), `Trainer` with its default random sampler, and `Trainer` with
+`hft_lessons.speedups`), `Trainer` with its default random sampler, and `Trainer` with
 `train_sampling_strategy="group_by_length"` (its fastest setting). It prints examples per second, peak memory
 and validation accuracy for each, and the ratios against `Trainer`. `model_only` runs forward and backward over the
 same batches and nothing else (no optimizer step: nothing learns): no trainer that leaves the model's own
@@ -18,7 +18,7 @@ done (not what it computes), so it can. `bare` is the shortest correct PyTorch l
 the course trainer's batches and recipe (forward, backward, clipping, fused AdamW step, learning-rate schedule;
 no Accelerate, no logging, no checkpoints): the least work any trainer that really trains with AdamW must do.
 Both course runners first copy the weights that `from_pretrained` left in its file mapping into memory of their
-own (`hft_lessons.cpu_speedups.own_weights`, ~20 ms); `Trainer`, given the same model, lets its first optimizer
+own (`hft_lessons.training.own_weights`, ~20 ms); `Trainer`, given the same model, lets its first optimizer
 step copy them page by page (that way the course trainer's first step took ~2.5 s more on the
 2-core benchmark machine).
 Every runner is timed the same way: the wall time of the whole training call (setup, data loading and
@@ -88,8 +88,9 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
 
     from hft_lessons.backbone import load_backbone
     from hft_lessons.data import load_task, subset
+    from hft_lessons.devices import uses_cuda
     from hft_lessons.methods import RECIPES, get_recipe, prepare_model
-    from hft_lessons.runtime import seed_everything, uses_cuda
+    from hft_lessons.runtime import seed_everything
     from hft_lessons.tasks import get_task
     from hft_lessons.training import PeakMemory, TrainConfig, evaluate, train
 
@@ -109,11 +110,26 @@ def _one(runner: str, method: str, args: argparse.Namespace) -> dict[str, float]
     if runner in COURSE:
         # timed like Trainer below: the whole call, setup included, evaluation after it
         start = time.perf_counter()
-        result = train(model, task, train_f, None, None, tokenizer,
-                       TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
-                                   warmup_ratio=recipe.warmup_ratio, epochs=args.epochs,
-                                   batch_size=args.batch_size, progress=False, fast_cpu=runner == "course_fast",
-                                   seed=args.seed, mixed_precision="no"))  # float32, as Trainer's default
+        result = train(
+            model,
+            task,
+            train_f,
+            None,
+            None,
+            tokenizer,
+            TrainConfig(
+                lr=recipe.lr,
+                head_lr=recipe.head_lr,
+                layer_decay=recipe.layer_decay,
+                warmup_ratio=recipe.warmup_ratio,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                progress=False,
+                fast_cpu=runner == "course_fast",
+                seed=args.seed,
+                mixed_precision="no",
+            ),
+        )  # float32, as Trainer's default
         seconds = time.perf_counter() - start
         return {"examples_per_second": len(train_f) * args.epochs / seconds,
                 "trainer_reported_samples_per_second": result.train_examples_per_second,
@@ -163,11 +179,15 @@ def _weight_norm(model) -> float:
     return float(sum(p.detach().double().pow(2).sum() for p in model.parameters() if p.requires_grad)) ** 0.5
 
 
-def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, after_backward) -> tuple[float, float]:
-    """Forward and backward over the course trainer's batches, then `after_backward()`; examples/s and peak MB."""
+def _timed_batches(
+    model, task, train_f, tokenizer, args: argparse.Namespace, after_backward
+) -> tuple[float, float]:
+    """Forward and backward over the course trainer's batches, then `after_backward()`; examples/s and peak
+    MB."""
     import torch
 
-    from hft_lessons.runtime import seed_everything, uses_cuda
+    from hft_lessons.devices import uses_cuda
+    from hft_lessons.runtime import seed_everything
     from hft_lessons.training import PeakMemory
 
     sampler = task.batch_sampler(train_f, args.batch_size, args.seed, True)
@@ -187,22 +207,27 @@ def _timed_batches(model, task, train_f, tokenizer, args: argparse.Namespace, af
 
 
 def _model_only(model, task, train_f, tokenizer, args: argparse.Namespace) -> dict[str, float]:
-    """Forward and backward and nothing else (no clipping, no optimizer step: not training): a ceiling for trainers."""
-    speed, peak_mb = _timed_batches(model, task, train_f, tokenizer, args, lambda: model.zero_grad(set_to_none=True))
+    """Forward and backward and nothing else (no clipping, no optimizer step: not training): a ceiling for
+    trainers."""
+    speed, peak_mb = _timed_batches(
+        model, task, train_f, tokenizer, args, lambda: model.zero_grad(set_to_none=True)
+    )
     return {"examples_per_second": speed, "peak_memory_mb": peak_mb, "accuracy": float("nan")}
 
 
-def _bare(model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argparse.Namespace) -> dict[str, float]:
+def _bare(
+    model, task, train_f, eval_f, eval_raw, tokenizer, recipe, args: argparse.Namespace
+) -> dict[str, float]:
     """The shortest correct training loop with the course trainer's batches, recipe and optimizer."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from hft_lessons.training import TrainConfig, _adamw, _param_groups, evaluate
+    from hft_lessons.training import TrainConfig, evaluate, make_optimizer, param_groups
 
     cfg = TrainConfig(lr=recipe.lr, head_lr=recipe.head_lr, layer_decay=recipe.layer_decay,
                       warmup_ratio=recipe.warmup_ratio, epochs=args.epochs, batch_size=args.batch_size,
                       seed=args.seed)
-    optimizer = _adamw(_param_groups(model, cfg), cfg.lr)
+    optimizer = make_optimizer(param_groups(model, cfg), cfg.lr)
     total = len(task.batch_sampler(train_f, args.batch_size, args.seed, True)) * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -227,9 +252,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--methods", default="full,lora")
-    p.add_argument("--runners", default=",".join(DEFAULT_RUNNERS),
-                   help="which of course, course_fast, hf_default, hf_grouped, model_only, bare to run (the ratios need "
-                        "a course runner and a Trainer one)")
+    p.add_argument(
+        "--runners",
+        default=",".join(DEFAULT_RUNNERS),
+        help="which of course, course_fast, hf_default, hf_grouped, model_only, bare to run (the ratios need "
+        "a course runner and a Trainer one)",
+    )
     p.add_argument("--repeats", type=int, default=1,
                    help="runs per (method, runner), alternating, run i with seed i; medians are compared")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -240,8 +268,10 @@ def main() -> None:
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     unknown = sorted(set(runners) - set(RUNNERS))
     if unknown or not set(runners) & set(COURSE) or not set(runners) & set(TRAINER):
-        p.error(f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped "
-                "(model_only and bare may be added)")
+        p.error(
+            f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped "
+            "(model_only and bare may be added)"
+        )
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give a positive number of runs")
     if args.one:
@@ -267,15 +297,22 @@ def main() -> None:
                     append_results(args.results, [result_row(method, runner, repeat, r, _command(runner, method, args))])
                 print(f"{method:5s} {runner:11s} seed {repeat} {r['examples_per_second']:8.1f} ex/s  "
                       f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
-    rows = {key: {k: statistics.median(r[k] for r in rs) for k in ("examples_per_second", "peak_memory_mb", "accuracy")}
-            for key, rs in runs.items()}
+    rows = {
+        key: {
+            k: statistics.median(r[k] for r in rs)
+            for k in ("examples_per_second", "peak_memory_mb", "accuracy")
+        }
+        for key, rs in runs.items()
+    }
     print()
     if args.repeats > 1:
         print(f"medians over {args.repeats} runs each (seeds 0-{args.repeats - 1}):")
     for method in args.methods.split(","):
         others = {r: rows[(method, r)] for r in runners if r in TRAINER}
         fastest = max(others.values(), key=lambda r: r["examples_per_second"])
-        accuracies = ", ".join(f"Trainer {r.removeprefix('hf_')} {o['accuracy']:.4f}" for r, o in others.items())
+        accuracies = ", ".join(
+            f"Trainer {r.removeprefix('hf_')} {o['accuracy']:.4f}" for r, o in others.items()
+        )
         for name in (r for r in runners if r in COURSE):
             course = rows[(method, name)]
             ratios = ", ".join(f"{name} / Trainer {r.removeprefix('hf_')} = "
@@ -287,14 +324,18 @@ def main() -> None:
                   f"{course['peak_memory_mb'] / fastest['peak_memory_mb']:.2f}")
         if "bare" in runners:
             floor = rows[(method, "bare")]["examples_per_second"]
-            print(f"{method}: the bare PyTorch loop (forward, backward, clipping, fused AdamW, schedule) {floor:.1f} "
-                  f"ex/s = {floor / fastest['examples_per_second']:.2f}x Trainer fastest, accuracy "
-                  f"{rows[(method, 'bare')]['accuracy']:.4f}")
+            print(
+                f"{method}: the bare PyTorch loop (forward, backward, clipping, fused AdamW, schedule) {floor:.1f} "
+                f"ex/s = {floor / fastest['examples_per_second']:.2f}x Trainer fastest, accuracy "
+                f"{rows[(method, 'bare')]['accuracy']:.4f}"
+            )
         if "model_only" in runners:
             ceiling = rows[(method, "model_only")]["examples_per_second"]
-            print(f"{method}: forward + backward alone (no optimizer, no clipping) {ceiling:.1f} ex/s: a trainer that "
-                  f"leaves the model's computation as it is cannot pass {ceiling / fastest['examples_per_second']:.2f}x "
-                  f"Trainer fastest")
+            print(
+                f"{method}: forward + backward alone (no optimizer, no clipping) {ceiling:.1f} ex/s: a trainer that "
+                f"leaves the model's computation as it is cannot pass {ceiling / fastest['examples_per_second']:.2f}x "
+                f"Trainer fastest"
+            )
 
 
 if __name__ == "__main__":

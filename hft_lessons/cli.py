@@ -10,10 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser", "run_finetune", "load_raw", "make_output_dir", "make_train_config",
-           "cost_metrics", "finish_run"]
+from .profiles import TASK_NAMES  # a light module: no torch before the arguments are parsed
 
-TASKS = ("sst2", "conll2003", "squad")
+__all__ = ["main", "build_parser", "run_finetune", "load_raw", "make_output_dir", "make_train_config",
+           "cost_metrics", "finish_run", "run_multitask"]
+
 EVAL_SPLITS = ("validation", "test")
 
 
@@ -90,10 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="python -m hft_lessons", description="Hybrid fine-tuning from the command line")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     ft = sub.add_parser("finetune", help="fine-tune one task with one method")
-    ft.add_argument("--task", required=True, choices=TASKS)
+    ft.add_argument("--task", required=True, choices=TASK_NAMES)
     _add_common(ft, METHOD_NAMES)
     mt = sub.add_parser("multitask", help="train several tasks jointly on one shared backbone")
-    mt.add_argument("--tasks", required=True, help=f"comma-separated subset of: {', '.join(TASKS)}")
+    mt.add_argument("--tasks", required=True, help=f"comma-separated subset of: {', '.join(TASK_NAMES)}")
     mt.add_argument("--sampling", default="temperature", choices=("proportional", "temperature", "round_robin"))
     mt.add_argument("--temperature", type=_positive_float, default=2.0, help="T of --sampling temperature")
     _add_common(mt, METHOD_NAMES)
@@ -187,6 +188,7 @@ def finish_run(model: Any, output: Path | None, metrics: dict[str, Any]) -> None
 
 def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     """Fine-tune one task as the command line describes and return the metrics object."""
+    # imported here, not at the top: parsing the command line stays fast without torch and transformers
     import torch
 
     from .backbone import load_backbone
@@ -213,6 +215,50 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
         **{k: round(v, 6) for k, v in result.metrics.items()},
         "task": args.task, "method": args.method, "profile": get_profile(args.profile).name,
         "train_examples": len(train_raw), "eval_examples": len(eval_raw), "eval_split": args.eval_split,
+        "epochs": config.epochs, "lr": config.lr, "seed": args.seed,
+        **cost_metrics(model, result),
+    }
+    finish_run(model, output, metrics)
+    return metrics
+
+
+def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
+    """Train the tasks of ``--tasks`` jointly as the command line describes and return the metrics object."""
+    # imported here, not at the top: parsing the command line stays fast without torch and transformers
+    from .backbone import load_backbone
+    from .methods import prepare_model
+    from .multitask import MultiTask, MultiTaskDataset
+    from .profiles import get_profile
+    from .runtime import setup
+    from .training import train
+
+    task = MultiTask([t.strip() for t in args.tasks.split(",") if t.strip()], args.sampling,
+                     getattr(args, "temperature", 2.0))
+    env = setup(seed=args.seed, profile=args.profile)
+    settings = {n: env.profile.task(n) for n in task.names}
+    raw = {n: load_raw(args, n, settings[n]) for n in task.names}
+    tokenizer, backbone = load_backbone(args.model or env.profile.backbone)
+    train_parts, eval_parts = {}, {}
+    for t in task.tasks:
+        s, length = settings[t.name], args.max_length or settings[t.name].max_length
+        train_parts[t.name] = t.tokenize(raw[t.name][0], tokenizer, length, s.stride, train=True)
+        eval_parts[t.name] = t.tokenize(raw[t.name][1], tokenizer, length, s.stride, train=False)
+    train_features, eval_features = MultiTaskDataset(train_parts), MultiTaskDataset(eval_parts)
+    first = task.names[0]  # the first task's recipe drives the shared backbone
+    model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
+    output = make_output_dir(args)
+    config = make_train_config(args, args.method, first, settings[first], output,
+                                   epochs=max(s.epochs for s in settings.values()),
+                                   batch_size=min(s.batch_size for s in settings.values()))
+    eval_raw = {n: r[1] for n, r in raw.items()}
+    result = train(model, task, train_features, eval_features, eval_raw, tokenizer, config)
+    metrics: dict[str, Any] = {
+        **{k: round(v, 6) for k, v in result.metrics.items()},
+        "tasks": list(task.names), "sampling": task.sampling, "temperature": task.temperature,
+        "sampling_probabilities": {k: round(v, 4) for k, v in task.probabilities(train_features).items()},
+        "method": args.method, "profile": get_profile(args.profile).name,
+        "train_examples": {n: len(r[0]) for n, r in raw.items()},
+        "eval_examples": {n: len(r[1]) for n, r in raw.items()}, "eval_split": args.eval_split,
         "epochs": config.epochs, "lr": config.lr, "seed": args.seed,
         **cost_metrics(model, result),
     }
@@ -253,8 +299,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "finetune":
             metrics = run_finetune(args)
         else:
-            from .multitask import run_multitask
-
             metrics = run_multitask(args)
     except ValueError as err:  # a bad task/method/config/file: one line, no traceback
         _fail(str(err))

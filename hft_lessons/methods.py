@@ -1,4 +1,5 @@
-"""Fine-tuning methods by name: which parameters train, which delta modules attach, and their default recipes."""
+"""Fine-tuning methods by name: which parameters train, which delta modules attach, and their default
+recipes."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from dataclasses import dataclass, field, replace
 from torch import nn
 
 from . import delta
+from .outline import AdapterLayer
 from .profiles import TaskSettings
+from .tasks import get_task
 from .tasks.base import TaskModel
 from .training import TrainConfig
 
-__all__ = ["ALL_LINEARS", "Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model", "train_config"]
+__all__ = ["Recipe", "RECIPES", "METHOD_NAMES", "get_recipe", "prepare_model", "train_config"]
 
-ALL_LINEARS = ("query", "key", "value", "attention_output", "ffn_up", "ffn_down")
 
 
 @dataclass(frozen=True)
@@ -38,22 +40,50 @@ RECIPES: dict[str, Recipe] = {
     for r in [
         Recipe("full", "every weight trains (the baseline)", lr=1e-4, head_lr=1e-3, train_backbone=True),
         Recipe("head", "the backbone is frozen; only the task head trains", lr=2e-3),
-        Recipe("adapter_layer", "the outline's task adapter layer: frozen backbone, then h = σ(hW + b), then the head",
-               lr=2e-3, adapter_layer=256),
-        Recipe("adapter", "Houlsby bottleneck adapters (width d/8) after attention and FFN in every layer",
-               lambda: [delta.AdapterConfig(variant="houlsby", reduction_factor=8)], lr=3e-3),
-        Recipe("pfeiffer", "Pfeiffer bottleneck adapters (width d/16) after the FFN only in every layer",
-               lambda: [delta.AdapterConfig(variant="pfeiffer", reduction_factor=16)], lr=3e-3),
-        Recipe("lora", "LoRA r=8 on every linear projection",
-               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS)], lr=2e-3),
+        Recipe(
+            "adapter_layer",
+            "the outline's task adapter layer: frozen backbone, then h = σ(hW + b), then the head",
+            lr=2e-3,
+            adapter_layer=256,
+        ),
+        Recipe(
+            "adapter",
+            "Houlsby bottleneck adapters (width d/8) after attention and FFN in every layer",
+            lambda: [delta.AdapterConfig(variant="houlsby", reduction_factor=8)],
+            lr=3e-3,
+        ),
+        Recipe(
+            "pfeiffer",
+            "Pfeiffer bottleneck adapters (width d/16) after the FFN only in every layer",
+            lambda: [delta.AdapterConfig(variant="pfeiffer", reduction_factor=16)],
+            lr=3e-3,
+        ),
+        Recipe(
+            "lora",
+            "LoRA r=8 on every linear projection",
+            lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=delta.ROLES)],
+            lr=2e-3,
+        ),
         Recipe("bitfit", "only the backbone's biases train", lambda: [delta.BitFitConfig()], lr=2e-3),
-        Recipe("prefix", "20 trainable key/value prefixes per layer (reparameterised)",
-               lambda: [delta.PrefixConfig(num_virtual_tokens=20, prefix_projection=True)], lr=1e-3),
+        Recipe(
+            "prefix",
+            "20 trainable key/value prefixes per layer (reparameterised)",
+            lambda: [delta.PrefixConfig(num_virtual_tokens=20, prefix_projection=True)],
+            lr=1e-3,
+        ),
         Recipe("ia3", "(IA)³ rescaling of keys, values and the FFN", lambda: [delta.IA3Config()], lr=5e-3),
-        Recipe("hybrid", "LoRA r=8 on every linear projection + BitFit (every bias trains)",
-               lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=ALL_LINEARS), delta.BitFitConfig()], lr=2e-3),
-        Recipe("unipelt", "UniPELT: gated LoRA on query/value, a gated adapter after the FFN, gated prefixes",
-               lambda: [delta.UniPELTConfig(r=8, alpha=16, num_virtual_tokens=10)], lr=1e-3),
+        Recipe(
+            "hybrid",
+            "LoRA r=8 on every linear projection + BitFit (every bias trains)",
+            lambda: [delta.LoraConfig(r=8, alpha=16, target_modules=delta.ROLES), delta.BitFitConfig()],
+            lr=2e-3,
+        ),
+        Recipe(
+            "unipelt",
+            "UniPELT: gated LoRA on query/value, a gated adapter after the FFN, gated prefixes",
+            lambda: [delta.UniPELTConfig(r=8, alpha=16, num_virtual_tokens=10)],
+            lr=1e-3,
+        ),
     ]
 }
 METHOD_NAMES = tuple(RECIPES)
@@ -80,7 +110,8 @@ def get_recipe(method: str, task: str = "sst2") -> Recipe:
 
 
 def prepare_model(model: TaskModel, method: str, task: str = "sst2") -> TaskModel:
-    """Set up ``model`` (backbone + head) for ``method``: freeze, attach delta modules, keep the head trainable."""
+    """Set up ``model`` (backbone + head) for ``method``: freeze, attach delta modules, keep the head
+    trainable."""
     recipe = get_recipe(method, task)
     if recipe.adapter_layer:
         return _add_adapter_layer(model, recipe.adapter_layer)
@@ -100,9 +131,6 @@ def prepare_model(model: TaskModel, method: str, task: str = "sst2") -> TaskMode
 
 def _add_adapter_layer(model: TaskModel, size: int) -> TaskModel:
     """Freeze the backbone; put σ(hW + b) of ``size`` units between it and a fresh head of that width."""
-    from .outline import AdapterLayer
-    from .tasks import get_task
-
     if not isinstance(model, TaskModel):
         raise ValueError(f"method 'adapter_layer' needs a single-task TaskModel, got {type(model).__name__}")
     _freeze(model.backbone)

@@ -1,4 +1,5 @@
-"""Masked-language-model pre-training: 80/10/10 masking, the MLM loss, an MLM head, a text corpus, a train loop."""
+"""Masked-language-model pre-training: 80/10/10 masking, the MLM loss, an MLM head, a text corpus, a train
+loop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .tasks.base import IGNORE_INDEX
 from .transformer import BertEncoder, activation
 
 if TYPE_CHECKING:
@@ -30,9 +32,6 @@ __all__ = [
     "fill_mask",
 ]
 
-IGNORE_INDEX = -100
-
-
 def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The ids MLM must never mask: [CLS], [SEP], [PAD], [MASK], [UNK] and any other special token."""
     return sorted(set(tokenizer.all_special_ids))
@@ -46,7 +45,8 @@ def mask_tokens(
     mlm_probability: float = 0.15,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's masking: pick 15% of non-special tokens; 80% -> [MASK], 10% -> random, 10% kept. Returns (inputs, labels)."""
+    """BERT's masking: pick 15% of non-special tokens; 80% -> [MASK], 10% -> random, 10% kept. Returns
+    (inputs, labels)."""
     labels = input_ids.clone()
     special = torch.isin(input_ids, torch.as_tensor(list(special_ids), device=input_ids.device))
     probs = torch.full(input_ids.shape, mlm_probability, device=input_ids.device).masked_fill(special, 0.0)
@@ -90,7 +90,8 @@ class MLMHead(nn.Module):
 
 
 class BertForMLM(nn.Module):
-    """A BertEncoder plus an MLM head; ``loss`` scores only the masked positions (cheap: no full-vocab logits)."""
+    """A BertEncoder plus an MLM head; ``loss`` scores only the masked positions (cheap: no full-vocab
+    logits)."""
 
     def __init__(self, encoder: BertEncoder):
         super().__init__()
@@ -106,7 +107,8 @@ class BertForMLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, verbose: bool = True) -> BertForMLM:
-        """Load a checkpoint's encoder, and its MLM head too when the checkpoint has one (else a fresh head)."""
+        """Load a checkpoint's encoder, and its MLM head too when the checkpoint has one (else a fresh
+        head)."""
         from transformers import BertForMaskedLM
 
         from .backbone import _check_bert_family, resolve_backbone

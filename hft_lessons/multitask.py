@@ -1,15 +1,15 @@
 """Multi-task joint training: one shared backbone, one head per task, single-task batches mixed by a strategy.
 
-``MultiTask(["sst2", "conll2003", "squad"], sampling="temperature")`` implements the :class:`~.tasks.base.Task`
-interface, so ``training.train`` runs it unchanged: its features are the per-task features side by side
-(:class:`MultiTaskDataset`, every row tagged with an integer ``task``), its batch sampler yields batches of one
-task each in an order set by the strategy, and its collator, loss and evaluation dispatch to the task a batch
-belongs to. Delta modules (LoRA, adapters, ...) are shared by all tasks; only the heads are per task.
+``MultiTask(["sst2", "conll2003", "squad"], sampling="temperature")`` implements the
+:class:`~.tasks.base.Task` interface, so ``training.train`` runs it unchanged: its features are the
+per-task features side by side (:class:`MultiTaskDataset`, every row tagged with an integer ``task``), its
+batch sampler yields batches of one task each in an order set by the strategy, and its collator, loss and
+evaluation dispatch to the task a batch belongs to. Delta modules (LoRA, adapters, ...) are shared by all
+tasks; only the heads are per task.
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +21,8 @@ from torch import nn
 from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
+from .evaluation import evaluate
+from .sampler import LengthGroupedBatchSampler
 from .tasks import TASK_NAMES, get_task
 from .tasks.base import Task, TaskModel, encode
 
@@ -32,11 +34,9 @@ __all__ = [
     "MultiTaskBatchSampler",
     "MultiTaskCollator",
     "MultiTask",
-    "run_multitask",
 ]
 
 SAMPLING_STRATEGIES = ("proportional", "temperature", "round_robin")
-PERCENT_METRICS = ("squad",)  # tasks whose main metric is on a 0–100 scale
 
 
 def _check_strategy(strategy: str, temperature: float) -> None:
@@ -102,7 +102,8 @@ class MultiTaskModel(nn.Module):
             task = int(task.reshape(-1)[0])
         if isinstance(task, str):
             if task not in self.head:
-                raise ValueError(f"unknown task {task!r}; this model has heads for: {', '.join(self.task_names)}")
+                raise ValueError(f"unknown task {task!r}; this model has heads for: "
+                                 f"{', '.join(self.task_names)}")
             return task
         if not 0 <= task < len(self.task_names):
             raise ValueError(f"task id {task} out of range; this model has {len(self.task_names)} heads")
@@ -164,8 +165,6 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     def __init__(self, lengths: Sequence[Sequence[int]], batch_size: int, strategy: str = "proportional",
                  temperature: float = 2.0, seed: int = 0, group_by_length: bool = True,
                  offsets: Sequence[int] | None = None) -> None:
-        from .training import LengthGroupedBatchSampler
-
         _check_strategy(strategy, temperature)
         if not lengths or any(len(x) == 0 for x in lengths):
             raise ValueError("every task needs at least one training example")
@@ -190,7 +189,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         """Batches of each task in one epoch."""
         if self.strategy == "proportional":
             return [len(s) for s in self.samplers]
-        return _largest_remainder(sampling_probabilities(self.sizes, self.strategy, self.temperature), len(self))
+        probabilities = sampling_probabilities(self.sizes, self.strategy, self.temperature)
+        return _largest_remainder(probabilities, len(self))
 
     def _task_batches(self, task: int, count: int) -> list[list[int]]:
         """``count`` batches of one task (global indices), cycling through fresh shuffles when needed."""
@@ -229,7 +229,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
 class MultiTaskCollator:
     """Collate a single-task batch with that task's collator and add ``task`` (one id per row)."""
 
-    def __init__(self, collators: Sequence[Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]]) -> None:
+    def __init__(self,
+                 collators: Sequence[Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]]) -> None:
         self.collators = list(collators)
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -244,9 +245,10 @@ class MultiTaskCollator:
 
 
 class MultiTask(Task):
-    """Several tasks trained jointly on one backbone; ``metric`` is ``average`` (main metrics on a 0–1 scale)."""
+    """Several tasks trained jointly on one backbone; ``metric`` is ``average`` (main metrics on 0–1)."""
 
-    def __init__(self, tasks: Sequence[str | Task], sampling: str = "proportional", temperature: float = 2.0) -> None:
+    def __init__(self, tasks: Sequence[str | Task], sampling: str = "proportional",
+                 temperature: float = 2.0) -> None:
         if isinstance(tasks, str):
             tasks = [t for t in tasks.split(",") if t.strip()]
         if not tasks:
@@ -270,7 +272,8 @@ class MultiTask(Task):
     def probabilities(self, features: MultiTaskDataset) -> dict[str, float]:
         """Each task's sampling probability for these training features."""
         sizes = [len(features.parts[n]) for n in self.names]
-        return dict(zip(self.names, sampling_probabilities(sizes, self.sampling, self.temperature), strict=True))
+        probabilities = sampling_probabilities(sizes, self.sampling, self.temperature)
+        return dict(zip(self.names, probabilities, strict=True))
 
     def tokenize(self, split: Mapping[str, Dataset], tokenizer: PreTrainedTokenizerBase,  # type: ignore[override]
                  max_length: int | Mapping[str, int], stride: int | Mapping[str, int] = 0,
@@ -278,7 +281,8 @@ class MultiTask(Task):
         """Tokenize each task's raw split (``split[name]``), optionally with per-task lengths and strides."""
         missing = [n for n in self.names if n not in split]
         if missing:
-            raise ValueError(f"no data for task(s) {', '.join(missing)}; give a split per task: {', '.join(self.names)}")
+            raise ValueError(f"no data for task(s) {', '.join(missing)}; "
+                             f"give a split per task: {', '.join(self.names)}")
         parts = {}
         for t in self.tasks:
             length = max_length[t.name] if isinstance(max_length, Mapping) else max_length
@@ -305,7 +309,8 @@ class MultiTask(Task):
         """Single-task batches in the order of the sampling strategy."""
         features = self._features(features)
         lengths = [[len(x) for x in features.parts[n]["input_ids"]] for n in self.names]
-        return MultiTaskBatchSampler(lengths, batch_size, self.sampling, self.temperature, seed, group_by_length,
+        return MultiTaskBatchSampler(lengths, batch_size, self.sampling, self.temperature, seed,
+                                     group_by_length,
                                      features.offsets)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> MultiTaskCollator:
@@ -323,6 +328,14 @@ class MultiTask(Task):
         """The predictions of the task this batch belongs to."""
         return self._of(batch).predict(logits, batch)
 
+    def printed_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """What each task prints, under its name, and the ``average``."""
+        shown: dict[str, float] = {}
+        for t in self.tasks:
+            own = {k[len(t.name) + 1:]: v for k, v in metrics.items() if k.startswith(f"{t.name}_")}
+            shown.update({f"{t.name}_{k}": v for k, v in t.printed_metrics(own).items()})
+        return {**shown, **{k: v for k, v in metrics.items() if k == "average"}}
+
     def compute_metrics(self, predictions: list[Any], features: Any, raw: Any) -> dict[str, float]:
         """Not used: :meth:`evaluate` scores each task on its own split."""
         raise NotImplementedError("MultiTask scores each task separately; call MultiTask.evaluate")
@@ -330,9 +343,7 @@ class MultiTask(Task):
     def evaluate(self, model: nn.Module, features: MultiTaskDataset, raw: Mapping[str, Dataset],  # type: ignore[override]
                  tokenizer: PreTrainedTokenizerBase, batch_size: int = 128,
                  device: torch.device | str | None = None) -> dict[str, float]:
-        """Per-task metrics prefixed by task name (``sst2_accuracy``, ``squad_f1``, ...) plus their ``average``."""
-        from .training import evaluate
-
+        """Per-task metrics under the task's name (``sst2_accuracy``, ``squad_f1``, ...) and ``average``."""
         features = self._features(features)
         if not isinstance(model, MultiTaskModel):
             raise ValueError(f"MultiTask.evaluate needs a MultiTaskModel, got {type(model).__name__}")
@@ -342,49 +353,6 @@ class MultiTask(Task):
             scores = evaluate(model.for_task(t.name), t, features.parts[t.name], raw[t.name], tokenizer,
                               batch_size, device)
             metrics.update({f"{t.name}_{k}": v for k, v in scores.items()})
-            main.append(scores[t.metric] / (100.0 if t.name in PERCENT_METRICS else 1.0))
+            main.append(scores[t.metric] / t.metric_scale)
         metrics["average"] = sum(main) / len(main)
         return metrics
-
-
-def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
-    """Train the tasks of ``--tasks`` jointly as the command line describes and return the metrics object."""
-    from . import cli
-    from .backbone import load_backbone
-    from .methods import prepare_model
-    from .profiles import get_profile
-    from .runtime import setup
-    from .training import train
-
-    task = MultiTask([t.strip() for t in args.tasks.split(",") if t.strip()], args.sampling,
-                     getattr(args, "temperature", 2.0))
-    env = setup(seed=args.seed, profile=args.profile)
-    settings = {n: env.profile.task(n) for n in task.names}
-    raw = {n: cli.load_raw(args, n, settings[n]) for n in task.names}
-    tokenizer, backbone = load_backbone(args.model or env.profile.backbone)
-    train_parts, eval_parts = {}, {}
-    for t in task.tasks:
-        s, length = settings[t.name], args.max_length or settings[t.name].max_length
-        train_parts[t.name] = t.tokenize(raw[t.name][0], tokenizer, length, s.stride, train=True)
-        eval_parts[t.name] = t.tokenize(raw[t.name][1], tokenizer, length, s.stride, train=False)
-    train_features, eval_features = MultiTaskDataset(train_parts), MultiTaskDataset(eval_parts)
-    first = task.names[0]  # the first task's recipe drives the shared backbone
-    model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
-    output = cli.make_output_dir(args)
-    config = cli.make_train_config(args, args.method, first, settings[first], output,
-                                   epochs=max(s.epochs for s in settings.values()),
-                                   batch_size=min(s.batch_size for s in settings.values()))
-    result = train(model, task, train_features, eval_features, {n: r[1] for n, r in raw.items()}, tokenizer,
-                   config)
-    metrics: dict[str, Any] = {
-        **{k: round(v, 6) for k, v in result.metrics.items()},
-        "tasks": list(task.names), "sampling": task.sampling, "temperature": task.temperature,
-        "sampling_probabilities": {k: round(v, 4) for k, v in task.probabilities(train_features).items()},
-        "method": args.method, "profile": get_profile(args.profile).name,
-        "train_examples": {n: len(r[0]) for n, r in raw.items()},
-        "eval_examples": {n: len(r[1]) for n, r in raw.items()}, "eval_split": args.eval_split,
-        "epochs": config.epochs, "lr": config.lr, "seed": args.seed,
-        **cli.cost_metrics(model, result),
-    }
-    cli.finish_run(model, output, metrics)
-    return metrics

@@ -1,4 +1,7 @@
-"""The course outline's section 5.1 model: a pretrained encoder, one AdapterLayer and a classifier.
+"""The course outline's section 5.1 model: a pretrained encoder, one adapter layer and a classifier.
+
+The outline's *adapter layer* (one Linear and a ReLU on the pooled vector) is not the bottleneck adapter of
+Houlsby et al. (``hft_lessons.delta.AdapterConfig``), which sits inside every encoder layer.
 
 The outline's code puts a ReLU on the logits; chapter 5 shows why that hurts (negative logits are clipped to 0,
 their gradient dies, predictions get stuck) and fixes it with ``logit_activation=False``.
@@ -11,13 +14,13 @@ from torch import nn
 
 from .tasks.sequence_classification import pool
 
-__all__ = ["AdapterLayer", "HybridFinetuningModel", "POOLINGS"]
+__all__ = ["AdapterLayer", "OutlineAdapterLayerModel", "POOLINGS"]
 
 POOLINGS = ("pooler", "mean", "cls")
 
 
 class AdapterLayer(nn.Module):
-    """The outline's adapter: h = σ(hW + b), one Linear followed by a ReLU."""
+    """The outline's adapter layer: h = σ(hW + b), one Linear followed by a ReLU."""
 
     def __init__(self, input_size: int, adapter_size: int) -> None:
         super().__init__()
@@ -29,11 +32,18 @@ class AdapterLayer(nn.Module):
         return self.activation(self.linear(h))
 
 
-class HybridFinetuningModel(nn.Module):
+class OutlineAdapterLayerModel(nn.Module):
     """backbone → pooled output → AdapterLayer → classifier (→ ReLU on the logits, as in the outline)."""
 
-    def __init__(self, backbone: nn.Module, adapter_size: int = 64, num_labels: int = 2,
-                 logit_activation: bool = True, freeze_backbone: bool = True, pooling: str = "pooler") -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        adapter_size: int = 64,
+        num_labels: int = 2,
+        logit_activation: bool = True,
+        freeze_backbone: bool = True,
+        pooling: str = "pooler",
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; allowed: {', '.join(POOLINGS)}")

@@ -1,4 +1,5 @@
-"""Small matplotlib helpers for the chapters: training curves from a TrainResult's history, method comparisons."""
+"""Small matplotlib helpers for the chapters: training curves from a TrainResult's history, method
+comparisons."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def plot_history(history: Sequence[Mapping[str, float]], metric: str = "accuracy
     return plot_histories({title or "run": history}, metric)
 
 
-def plot_histories(histories: Mapping[str, Sequence[Mapping[str, float]]], metric: str = "accuracy") -> Figure:
+def plot_histories(
+    histories: Mapping[str, Sequence[Mapping[str, float]]], metric: str = "accuracy"
+) -> Figure:
     """Loss and evaluation curves of several runs, one line per run, against epochs."""
     fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
     plt.close(fig)  # returned, not auto-shown: a notebook displays it once, as the cell's value

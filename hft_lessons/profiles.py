@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .devices import uses_cuda
+
 __all__ = ["TaskSettings", "Profile", "PROFILES", "PROFILE_NAMES", "TASK_NAMES", "get_profile"]
 
 TASK_NAMES = ("sst2", "conll2003", "squad")
@@ -90,8 +92,6 @@ PROFILES: dict[str, Profile] = {
 
 def get_profile(name: str | None = None) -> Profile:
     """Return ``name``'s profile, else $HFT_PROFILE's, else smoke under CI, gpu on CUDA, cpu otherwise."""
-    from .runtime import uses_cuda  # runtime imports this module
-
     name = name or os.environ.get("HFT_PROFILE") or None
     if name is None:
         if os.environ.get("CI"):

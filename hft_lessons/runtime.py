@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .devices import cpu_requested
 from .profiles import Profile, get_profile
 
 __all__ = ["quiet_libraries", "seed_everything", "seed_worker", "pick_device", "in_colab", "Setup", "setup",
@@ -20,6 +21,7 @@ __all__ = ["quiet_libraries", "seed_everything", "seed_worker", "pick_device", "
 
 def quiet_libraries() -> None:
     """Silence library chatter (weight-loading bars, info logs, known warnings) so outputs stay readable."""
+    # imported here: runtime itself needs neither library, and loading transformers takes seconds
     import warnings
 
     import datasets
@@ -61,19 +63,9 @@ def _torch_at_least(major: int, minor: int) -> bool:
         return False
 
 
-def cpu_requested() -> bool:
-    """True when ``HFT_DEVICE=cpu`` or ``accelerate launch --cpu`` (``ACCELERATE_USE_CPU``) asks for the CPU."""
-    return (os.environ.get("HFT_DEVICE", "").split(":")[0] == "cpu"
-            or os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes"))
-
-
-def uses_cuda() -> bool:
-    """True when this process computes on CUDA: a GPU is there and nothing asks for the CPU."""
-    return torch.cuda.is_available() and not cpu_requested()
-
-
 def pick_device(prefer: str | None = None) -> torch.device:
-    """Pick CUDA, then MPS (only on torch >= 2.9), then CPU; ``prefer``, ``HFT_DEVICE`` or ``--cpu`` overrides."""
+    """Pick CUDA, then MPS (only on torch >= 2.9), then CPU; ``prefer``, ``HFT_DEVICE`` or ``--cpu``
+    overrides."""
     prefer = prefer or os.environ.get("HFT_DEVICE")
     if prefer:
         allowed = ("cpu", "cuda", "mps")
@@ -91,13 +83,15 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 
 def synchronize(device: torch.device | str | None = None) -> None:
-    """Wait until the work queued on a CUDA ``device`` has finished (CUDA runs asynchronously); no-op elsewhere."""
+    """Wait until the work queued on a CUDA ``device`` has finished (CUDA runs asynchronously); no-op
+    elsewhere."""
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def best_time(fn: Callable[[], object], repeats: int = 5, device: torch.device | str | None = None) -> float:
-    """The fastest of ``repeats`` timed calls of ``fn``, in seconds, after one warm-up; on CUDA it waits for each."""
+    """The fastest of ``repeats`` timed calls of ``fn``, in seconds, after one warm-up; on CUDA it waits for
+    each."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     fn()

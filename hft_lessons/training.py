@@ -1,4 +1,11 @@
-"""The course's one training loop, on Hugging Face Accelerate: CPU, one GPU, or many under `accelerate launch`."""
+"""The course's one training loop, on Hugging Face Accelerate: CPU, one GPU, or many (`accelerate launch`).
+
+Chapter 4 writes this loop by hand (batches, forward, loss, backward, clipping, AdamW, warmup-then-decay,
+evaluation). :func:`train` is that loop, read top to bottom in :func:`_run_epoch` and :func:`_step`, plus
+what a course-wide trainer needs: devices and processes through Accelerate, mixed precision, checkpoints and
+resume, length-grouped batches, layer-wise learning rates, early stopping, and one plug-in hook
+(:class:`TrainingPlugin`; the opt-in CPU speed-ups in :mod:`hft_lessons.speedups` use it).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,11 @@ import contextlib
 import math
 import os
 import random
-import re
 import resource
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 from datasets import Dataset
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
     PreTrainedTokenizerBase,
@@ -30,23 +35,16 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from .cpu_speedups import (
-    clip_into_optimizer,
-    compact_embeddings,
-    cpu_attention,
-    follow_optimizer,
-    fused_lora,
-    fuses_clipping,
-    onednn_linear,
-    own_weights,
-    packed_layers,
-    patched_dropout,
-)
-from .runtime import cpu_requested, seed_everything, uses_cuda
+from .delta.arch import detect, layers, split_task_model
+from .devices import cpu_requested, uses_cuda
+from .evaluation import evaluate, predict_rows
+from .runtime import seed_everything
+from .sampler import LengthGroupedBatchSampler
 from .tasks.base import Task
 
-__all__ = ["TrainConfig", "TrainResult", "LengthGroupedBatchSampler", "PeakMemory", "train", "evaluate",
-           "predict_rows", "SCHEDULES"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingPlugin", "LoopState", "LengthGroupedBatchSampler",
+           "PeakMemory", "train", "evaluate", "predict_rows", "param_groups", "make_optimizer",
+           "make_scheduler", "own_weights", "SCHEDULES"]
 
 SCHEDULES = ("linear", "cosine", "constant")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -58,7 +56,8 @@ class TrainConfig:
 
     lr: float = 5e-5
     head_lr: float | None = None  # learning rate of the task head; None = lr
-    layer_decay: float | None = None  # layer-wise lr decay: each layer below the top trains at decay x the one above
+    # layer-wise lr decay: each layer below the top trains at decay x the one above
+    layer_decay: float | None = None
     epochs: int = 2
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -77,13 +76,15 @@ class TrainConfig:
     log_every: int = 20
     progress: bool = True
     stop_after_steps: int | None = None  # stop early (tests simulate an interrupted run with it)
-    fast_cpu: bool = False  # CPU speed-ups that change the random stream and rounding, not the maths (cpu_speedups)
+    # CPU speed-ups that change the random stream and rounding, not the maths (plug-in hft_lessons.speedups)
+    fast_cpu: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"unknown mixed_precision {self.mixed_precision!r}; allowed: {', '.join(MIXED_PRECISION)}")
+            raise ValueError(f"unknown mixed_precision {self.mixed_precision!r}; "
+                             f"allowed: {', '.join(MIXED_PRECISION)}")
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -109,45 +110,76 @@ class TrainResult:
     processes: int = 1  # data-parallel processes that trained together
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Random batches of similar length: shuffle, sort within mega-batches, shuffle the batches.
+class TrainingPlugin:
+    """The trainer's one hook: ``train(..., plugin=...)`` calls these methods at fixed points of a run.
 
-    Padding to the longest example in a batch then wastes little compute. The order depends only on
-    (seed, epoch), so a resumed run sees exactly the batches the uninterrupted one saw.
+    This base class does nothing; a plug-in overrides what it needs. ``prepare`` runs before the optimizer
+    is built (it may swap parameters); ``attach`` runs once Accelerate has wrapped the model and optimizer.
+    Both may enter context managers on ``stack``, which closes when training ends. ``clip`` may take over
+    gradient clipping (return True when it did); ``after_step`` runs after every ``optimizer.step()``.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, group: bool = True,
-                 mega: int = 50) -> None:
-        self.lengths, self.batch_size, self.seed, self.group, self.mega = lengths, batch_size, seed, group, mega
-        self.epoch = 0
+    def prepare(self, model: nn.Module, train_features: Dataset, cfg: TrainConfig,
+                stack: contextlib.ExitStack) -> None:
+        """Before the optimizer exists."""
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order ``__iter__`` yields."""
-        self.epoch = epoch
+    def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, accelerator: Accelerator,
+               stack: contextlib.ExitStack) -> None:
+        """After ``accelerator.prepare``: ``model`` unwrapped, ``optimizer`` the torch optimizer inside."""
 
-    def batches(self) -> list[list[int]]:
-        """All batches of the current epoch, in order."""
-        g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=g).tolist()
-        if not self.group:
-            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        size = self.batch_size * self.mega
-        out: list[list[int]] = []
-        for start in range(0, len(order), size):
-            chunk = sorted(order[start : start + size], key=lambda i: -self.lengths[i])
-            out += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        perm = torch.randperm(len(out), generator=g).tolist()
-        return [out[i] for i in perm]
+    def clip(self, optimizer: torch.optim.Optimizer, parameters: Any, max_norm: float) -> bool:
+        """Clip the gradients in a way of the plug-in's own; False leaves it to the trainer."""
+        return False
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+    def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """After each ``optimizer.step()``."""
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
+
+@dataclass
+class LoopState:
+    """What the loop carries from batch to batch; a checkpoint stores all of it but the running loss."""
+
+    step: int = 0  # optimizer steps so far
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of the current epoch done (a resumed run skips them)
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: float = -math.inf  # the best evaluation score so far
+    best_state: dict[str, torch.Tensor] | None = None  # its weights (early stopping only)
+    bad_epochs: int = 0  # evaluations in a row without a new best
+    elapsed: float = 0.0  # training seconds, evaluation excluded
+    seen: int = 0  # training examples, all processes together
+    loss_sum: Any = None  # the running loss since the last log line (a tensor: no sync every step)
+    loss_count: int = 0
+    stopped_early: bool = False
+    interrupted: bool = False
+
+
+@dataclass
+class _Run:
+    """The prepared pieces of one run, as Accelerate wrapped them."""
+
+    cfg: TrainConfig
+    task: Task
+    accelerator: Accelerator
+    model: nn.Module  # maybe wrapped for data parallelism
+    unwrapped: nn.Module
+    optimizer: Any  # Accelerate's wrapper around the torch optimizer
+    scheduler: Any
+    sampler: Any
+    loader: DataLoader
+    plugin: TrainingPlugin
+    tokenizer: PreTrainedTokenizerBase
+    eval_features: Dataset | None
+    eval_raw: Dataset | None
+
+    @property
+    def inner_optimizer(self) -> torch.optim.Optimizer:
+        """The torch optimizer inside Accelerate's wrapper."""
+        return getattr(self.optimizer, "optimizer", self.optimizer)
 
 
 def _force_cpu() -> bool:
-    """True when Accelerate must be told to use the CPU: it was asked for, or several processes and no CUDA."""
+    """True when Accelerate must use the CPU: it was asked for, or several processes and no CUDA."""
     return cpu_requested() or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
 
 
@@ -159,27 +191,35 @@ def _mixed_precision(choice: str) -> str:
     return "no"
 
 
-_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+def _layer_depths(model: nn.Module) -> dict[int, int]:
+    """How far below the top each backbone parameter sits, by structure: layer k of n is n-1-k, embeddings n.
+
+    Parameters outside the layers and the embeddings (the head, a pooler) are missing: they sit at the top.
+    """
+    backbone, _ = split_task_model(model)
+    try:
+        arch = detect(backbone)
+    except ValueError:
+        raise ValueError(f"layer_decay needs a BERT-family encoder; got {type(backbone).__name__}") from None
+    stack = layers(backbone, arch)
+    depths = {id(p): len(stack) for p in backbone.get_submodule(arch.embeddings_path).parameters()}
+    for k, layer in enumerate(stack):
+        depths.update({id(p): len(stack) - 1 - k for p in layer.parameters()})
+    return depths
 
 
-def _layer_depth(name: str, num_layers: int) -> int:
-    """How far below the top ``name`` sits: encoder layer k is ``num_layers - 1 - k``, the embeddings ``num_layers``."""
-    if ".embeddings." in f".{name}":
-        return num_layers
-    match = _LAYER.search(name)
-    return num_layers - 1 - int(match.group(1)) if match else 0  # the head and the pooler sit at the top
-
-
-def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    layers = [_LAYER.search(n) for n, _ in model.named_parameters()]
-    num_layers = max((int(m.group(1)) + 1 for m in layers if m), default=0)
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW's groups: the head at ``head_lr``, layer-wise decay, no weight decay on biases and norms."""
+    head_module = split_task_model(model)[1]
+    head_ids = {id(p) for p in head_module.parameters()} if head_module is not None else set()
+    depths = _layer_depths(model) if cfg.layer_decay is not None else {}
     groups: dict[tuple[bool, bool, int], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
-        is_head = name.startswith("head.") or ".head." in name or name.startswith("heads.")
-        no_decay = p.ndim < 2 or "norm" in name.lower()
-        depth = 0 if is_head or cfg.layer_decay is None else _layer_depth(name, num_layers)
+        is_head = id(p) in head_ids
+        no_decay = p.ndim < 2  # biases and LayerNorm weights
+        depth = 0 if is_head else depths.get(id(p), 0)
         groups.setdefault((is_head, no_decay, depth), []).append(p)
     if not groups:
         raise ValueError("the model has no trainable parameters")
@@ -189,6 +229,42 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
          "weight_decay": 0.0 if no_decay else cfg.weight_decay}
         for (head, no_decay, depth), ps in groups.items()
     ]
+
+
+def make_optimizer(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel (one pass over all parameters per step) where torch has it."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without the fused kernel
+        return torch.optim.AdamW(groups, lr=lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
+    """The learning-rate schedule: warm-up over ``warmup_ratio`` of the steps, then linear, cosine or flat."""
+    warmup = int(cfg.warmup_ratio * total_steps)
+    if cfg.schedule == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    if cfg.schedule == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+
+
+@torch.no_grad()
+def own_weights(model: nn.Module) -> int:
+    """Copy the trainable CPU parameters into memory of their own; return how many bytes were copied.
+
+    ``from_pretrained`` maps the safetensors file privately and hands out parameters that live in that
+    mapping. The first optimizer step then copies each 4 KB page on write, and every such copy flushes the
+    page from all cores' TLBs: the first step of MiniLM full fine-tuning took about 2.5 s longer on the 2-core
+    benchmark machine; a copy in one pass beforehand takes about 20 ms. Values, ``Parameter`` objects and
+    ties stay the same.
+    """
+    copied = 0
+    for p in {id(p): p for p in model.parameters()}.values():
+        if p.requires_grad and p.device.type == "cpu":
+            p.data = p.data.clone(memory_format=torch.contiguous_format)
+            copied += p.numel() * p.element_size()
+    return copied
 
 
 class PeakMemory:
@@ -240,54 +316,6 @@ def _rss_bytes() -> int:
         return rss if sys.platform == "darwin" else rss * 1024
 
 
-def _adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
-    """AdamW with the fused kernel (one pass over all parameters per step) where torch has it."""
-    try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without the fused kernel
-        return torch.optim.AdamW(groups, lr=lr)
-
-
-def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-@torch.no_grad()
-def predict_rows(model: nn.Module, task: Task, features: Dataset, tokenizer: PreTrainedTokenizerBase,
-                 batch_size: int = 128,
-                 device: torch.device | str | None = None, predict_fn: Any = None) -> list[Any]:
-    """Per-example predictions (``task.predict``, or ``predict_fn(logits, batch)``) in the split's order."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    predict_fn = predict_fn or task.predict
-    was_training = model.training
-    model.eval()
-    lengths = [len(x) for x in features["input_ids"]]
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])  # sort by length: little padding
-    collate = task.collator(tokenizer)
-    preds: list[Any] = [None] * len(order)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = _move(collate([features[i] for i in idx]), device)
-        out = predict_fn(model(**batch), batch)
-        for j, i in enumerate(idx):  # scatter per-example predictions back to dataset order
-            preds[i] = _row(out, j)
-    model.train(was_training)
-    return preds
-
-
-def evaluate(model: nn.Module, task: Task, features: Dataset, raw: Dataset, tokenizer: PreTrainedTokenizerBase,
-             batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, float]:
-    """Run ``model`` over an evaluation split in order and return the task's metrics."""
-    return task.compute_metrics(predict_rows(model, task, features, tokenizer, batch_size, device), features, raw)
-
-
-def _row(out: Any, j: int) -> Any:
-    """Row ``j`` of a batch's predictions, kept as a one-row batch (tuples are sliced element-wise)."""
-    if isinstance(out, tuple):
-        return tuple(_row(o, j) for o in out)
-    return out[j : j + 1]
-
-
 class _Checkpointer:
     """Atomic checkpoints: write to a temporary file, then rename over the old one."""
 
@@ -333,20 +361,23 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
           eval_raw: Dataset | None, tokenizer: PreTrainedTokenizerBase,
-          config: TrainConfig | None = None) -> TrainResult:
-    """Train ``model`` on ``task``; evaluate after each epoch; return metrics, history and cost."""
+          config: TrainConfig | None = None, plugin: TrainingPlugin | None = None) -> TrainResult:
+    """Train ``model`` on ``task``; evaluate after each epoch; return metrics, history and cost.
+
+    ``plugin`` (a :class:`TrainingPlugin`) hooks into the run; ``config.fast_cpu`` on the CPU picks the
+    speed-ups of :mod:`hft_lessons.speedups` when no plug-in is given.
+    """
     device = torch.device("cuda" if uses_cuda() else "cpu")
+    cfg = config or TrainConfig()
     with PeakMemory(device) as peak:
-        result = _train(model, task, train_features, eval_features, eval_raw, tokenizer, config or TrainConfig())
+        result = _train(model, task, train_features, eval_features, eval_raw, tokenizer, cfg, plugin)
     result.peak_memory_mb = peak.mb
     return result
 
 
-def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
-           eval_raw: Dataset | None, tokenizer, cfg: TrainConfig) -> TrainResult:
-    seed_everything(cfg.seed)
-    accelerator = Accelerator(
-        cpu=_force_cpu(),  # HFT_DEVICE=cpu / --cpu, or several processes and no CUDA (data-parallel over gloo)
+def _accelerator(cfg: TrainConfig) -> Accelerator:
+    return Accelerator(
+        cpu=_force_cpu(),  # HFT_DEVICE=cpu / --cpu, or several processes and no CUDA (data parallel, gloo)
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=_mixed_precision(cfg.mixed_precision),
         dataloader_config=DataLoaderConfiguration(split_batches=True),
@@ -354,150 +385,180 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
         # BERT's pooler (and, for some heads, other weights) gets no gradient: DDP must not wait for it
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
-    fast = cfg.fast_cpu and accelerator.device.type == "cpu"
-    if accelerator.device.type == "cpu":  # weights in from_pretrained's file mapping: one copy now, not page by page
+
+
+def _fast_cpu_plugin() -> TrainingPlugin:
+    """The opt-in CPU speed-ups (``TrainConfig(fast_cpu=True)``)."""
+    # imported here on purpose: a run without fast_cpu never loads the speed-ups
+    from .speedups import FastCpu
+
+    return FastCpu()
+
+
+def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
+           eval_raw: Dataset | None, tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig,
+           plugin: TrainingPlugin | None) -> TrainResult:
+    seed_everything(cfg.seed)
+    accelerator = _accelerator(cfg)
+    on_cpu = accelerator.device.type == "cpu"
+    if on_cpu:  # kept on every CPU run, not only fast_cpu: it saves ~2.5 s of page copies (see own_weights)
         own_weights(model)
+    if plugin is None:
+        plugin = _fast_cpu_plugin() if cfg.fast_cpu and on_cpu else TrainingPlugin()
     with contextlib.ExitStack() as stack:
-        # fast_cpu: train only the reachable rows of the word-embedding table (not with checkpoints, which
-        # store the model as it is outside training)
-        compact = (stack.enter_context(compact_embeddings(model, train_features["input_ids"]))
-                   if fast and not (cfg.checkpoint_every or cfg.resume) else None)
+        plugin.prepare(model, train_features, cfg, stack)
         sampler = task.batch_sampler(train_features, cfg.batch_size, cfg.seed, cfg.group_by_length)
         # The loader gets its own generator: creating an iterator then never draws from the global RNG, which
         # dropout uses, so a resumed run replays exactly the random numbers of the uninterrupted one.
         loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=task.collator(tokenizer),
                             generator=torch.Generator().manual_seed(cfg.seed))
-        optimizer = _adamw(_param_groups(model, cfg), cfg.lr)
-        steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
-        total_steps = steps_per_epoch * cfg.epochs
-        warmup = int(cfg.warmup_ratio * total_steps)
-        if cfg.schedule == "linear":
-            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
-        elif cfg.schedule == "cosine":
-            scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
-        else:
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+        optimizer = make_optimizer(param_groups(model, cfg), cfg.lr)
+        scheduler = make_scheduler(optimizer, cfg, math.ceil(len(sampler) / cfg.grad_accum) * cfg.epochs)
         model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-        unwrapped = accelerator.unwrap_model(model)
-        inner_optimizer = getattr(optimizer, "optimizer", optimizer)
-        fold_clip = fast and accelerator.mixed_precision == "no" and fuses_clipping(inner_optimizer)
-        if compact is not None:
-            stack.enter_context(follow_optimizer(compact, inner_optimizer))
-        if fast:
-            stack.enter_context(patched_dropout(unwrapped))
-            stack.enter_context(fused_lora(unwrapped))
-            stack.enter_context(cpu_attention(unwrapped))
-            stack.enter_context(packed_layers(unwrapped))
-            stack.enter_context(onednn_linear(unwrapped))
-        return _loop(cfg, task, accelerator, model, unwrapped, optimizer, inner_optimizer, fold_clip, scheduler,
-                     sampler, loader, eval_features, eval_raw, tokenizer)
+        run = _Run(cfg, task, accelerator, model, accelerator.unwrap_model(model), optimizer, scheduler,
+                   sampler, loader, plugin, tokenizer, eval_features, eval_raw)
+        plugin.attach(run.unwrapped, run.inner_optimizer, accelerator, stack)
+        return _loop(run)
 
 
-def _loop(cfg: TrainConfig, task: Task, accelerator: Accelerator, model: nn.Module, unwrapped: nn.Module,
-          optimizer: Any, inner_optimizer: torch.optim.Optimizer, fold_clip: bool, scheduler: Any,
-          sampler: Any, loader: DataLoader, eval_features: Dataset | None, eval_raw: Dataset | None,
-          tokenizer) -> TrainResult:
-    """The epochs: steps, logging, checkpoints, evaluation and early stopping."""
-    history: list[dict[str, float]] = []
-    step, start_epoch, skip_batches = 0, 0, 0
-    best, best_state, bad_epochs, elapsed, seen = -math.inf, None, 0, 0.0, 0
-    ckpt = _Checkpointer(cfg.output_dir, accelerator.process_index) if cfg.output_dir else None
-    if cfg.resume and ckpt is not None and ckpt.exists():
-        state, rng = ckpt.load()
-        unwrapped.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, start_epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
-        history, best, bad_epochs, elapsed, seen = (state["history"], state["best"], state["bad_epochs"],
-                                                    state["elapsed"], state["seen"])
-        best_state = state.get("best_state")
-        if rng is not None:
-            _set_rng_state(rng)
-        accelerator.print(f"[hft_lessons] resumed from step {step} (epoch {start_epoch + 1}, batch {skip_batches})")
-
-    stopped_early = interrupted = False
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        model.train()
-        batches = accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
-        if hasattr(batches, "set_epoch"):  # accelerate's loaders hand their own epoch count to the sampler
-            batches.set_epoch(epoch)
-        bar = tqdm(total=len(sampler), initial=skip_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not (cfg.progress and accelerator.is_local_main_process), leave=False,
-                   file=sys.stdout, mininterval=1.0)
-        running, running_n, batch_in_epoch = torch.zeros((), device=accelerator.device), 0, skip_batches
-        t0 = time.perf_counter()
-        for batch in batches:
-            with accelerator.accumulate(model):
-                loss = task.loss(model(**batch), batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    if fold_clip:  # the fused AdamW step applies the clipping scale itself
-                        clip_into_optimizer(inner_optimizer, model.parameters(), cfg.max_grad_norm)
-                    else:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                if fold_clip:
-                    inner_optimizer.grad_scale = None
-                optimizer.zero_grad(set_to_none=True)
-            batch_in_epoch += 1
-            seen += batch["input_ids"].shape[0] * accelerator.num_processes
-            running += loss.detach()
-            running_n += 1
-            bar.update(1)
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            step += 1
-            if step % cfg.log_every == 0:
-                mean_loss = (running / running_n).item()
-                history.append({"step": step, "epoch": epoch + batch_in_epoch / len(sampler),
-                                "loss": mean_loss, "lr": scheduler.get_last_lr()[0]})
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                running, running_n = torch.zeros((), device=accelerator.device), 0
-            if ckpt is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                accelerator.wait_for_everyone()
-                ckpt.save({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-                           "batch_in_epoch": batch_in_epoch, "history": history, "best": best,
-                           "bad_epochs": bad_epochs, "elapsed": elapsed + time.perf_counter() - t0,
-                           "seen": seen, "best_state": best_state, "config": asdict(cfg)},
-                          _rng_state(), accelerator.is_main_process)
-            if cfg.stop_after_steps is not None and step >= cfg.stop_after_steps:
-                interrupted = True
-                break
-        bar.close()
-        elapsed += time.perf_counter() - t0
-        skip_batches = 0
-        if interrupted:
+def _loop(run: _Run) -> TrainResult:
+    """The epochs: train, evaluate, maybe stop early; then the final metrics."""
+    cfg = run.cfg
+    ckpt = _Checkpointer(cfg.output_dir, run.accelerator.process_index) if cfg.output_dir else None
+    state = _resume(run, ckpt) if cfg.resume and ckpt is not None and ckpt.exists() else LoopState()
+    for epoch in range(state.epoch, cfg.epochs):
+        state.epoch = epoch
+        _run_epoch(run, state, ckpt)
+        if state.interrupted:
             break
-        if eval_features is not None:
-            metrics = task.evaluate(unwrapped, eval_features, eval_raw, tokenizer, cfg.eval_batch_size,
-                                    accelerator.device)
-            history.append({"step": step, "epoch": epoch + 1, **{f"eval_{k}": v for k, v in metrics.items()}})
-            accelerator.print(f"[hft_lessons] epoch {epoch + 1}: " +
-                              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not k.endswith(("_PER", "_ORG", "_LOC", "_MISC"))))
-            score = metrics[task.metric]
-            if score > best:
-                best, bad_epochs = score, 0
-                if cfg.early_stopping_patience is not None:
-                    best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
-            else:
-                bad_epochs += 1
-                if cfg.early_stopping_patience is not None and bad_epochs > cfg.early_stopping_patience:
-                    stopped_early = True
-                    break
-    if best_state is not None and not interrupted:
-        unwrapped.load_state_dict(best_state)
+        if run.eval_features is not None and _evaluate_epoch(run, state):
+            break
+    return _finish(run, state)
+
+
+def _run_epoch(run: _Run, state: LoopState, ckpt: _Checkpointer | None) -> None:
+    """One pass over the training batches (from ``state.batch_in_epoch`` on, after a resume)."""
+    cfg, accelerator = run.cfg, run.accelerator
+    run.sampler.set_epoch(state.epoch)
+    run.model.train()
+    skip = state.batch_in_epoch
+    batches = accelerator.skip_first_batches(run.loader, skip) if skip else run.loader
+    if hasattr(batches, "set_epoch"):  # accelerate's loaders hand their own epoch count to the sampler
+        batches.set_epoch(state.epoch)
+    bar = tqdm(total=len(run.sampler), initial=skip, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+               disable=not (cfg.progress and accelerator.is_local_main_process), leave=False,
+               file=sys.stdout, mininterval=1.0)
+    state.loss_sum, state.loss_count = torch.zeros((), device=accelerator.device), 0
+    t0 = time.perf_counter()
+    for batch in batches:
+        loss = _step(run, batch)
+        state.batch_in_epoch += 1
+        state.seen += batch["input_ids"].shape[0] * accelerator.num_processes
+        state.loss_sum += loss.detach()
+        state.loss_count += 1
+        bar.update(1)
+        if not accelerator.sync_gradients:  # accumulating: no optimizer step yet
+            continue
+        run.scheduler.step()
+        state.step += 1
+        _log_and_checkpoint(run, state, bar, ckpt, time.perf_counter() - t0)
+        if cfg.stop_after_steps is not None and state.step >= cfg.stop_after_steps:
+            state.interrupted = True
+            break
+    bar.close()
+    state.elapsed += time.perf_counter() - t0
+    if not state.interrupted:
+        state.batch_in_epoch = 0
+
+
+def _step(run: _Run, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One batch: forward, loss, backward, clipping, optimizer step (Accelerate accumulates gradients)."""
+    with run.accelerator.accumulate(run.model):
+        loss = run.task.loss(run.model(**batch), batch)
+        run.accelerator.backward(loss)
+        if run.accelerator.sync_gradients and run.cfg.max_grad_norm:
+            if not run.plugin.clip(run.inner_optimizer, run.model.parameters(), run.cfg.max_grad_norm):
+                run.accelerator.clip_grad_norm_(run.model.parameters(), run.cfg.max_grad_norm)
+        run.optimizer.step()
+        run.plugin.after_step(run.inner_optimizer)
+        run.optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def _log_and_checkpoint(run: _Run, state: LoopState, bar: Any, ckpt: _Checkpointer | None,
+                        epoch_seconds: float) -> None:
+    """After a step: a history row every ``log_every`` steps, a checkpoint every ``checkpoint_every``."""
+    cfg = run.cfg
+    if state.step % cfg.log_every == 0:
+        mean_loss = (state.loss_sum / state.loss_count).item()
+        epoch = state.epoch + state.batch_in_epoch / len(run.sampler)
+        state.history.append({"step": state.step, "epoch": epoch,
+                              "loss": mean_loss, "lr": run.scheduler.get_last_lr()[0]})
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
+        state.loss_sum, state.loss_count = torch.zeros((), device=run.accelerator.device), 0
+    if ckpt is not None and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+        run.accelerator.wait_for_everyone()
+        saved = {f.name: getattr(state, f.name) for f in fields(state) if f.name not in _NOT_CHECKPOINTED}
+        saved.update(model=run.unwrapped.state_dict(), optimizer=run.optimizer.state_dict(),
+                     scheduler=run.scheduler.state_dict(), elapsed=state.elapsed + epoch_seconds,
+                     config=asdict(cfg))
+        ckpt.save(saved, _rng_state(), run.accelerator.is_main_process)
+
+
+_NOT_CHECKPOINTED = ("loss_sum", "loss_count", "stopped_early", "interrupted")
+
+
+def _resume(run: _Run, ckpt: _Checkpointer) -> LoopState:
+    """Load the model, optimizer, schedule, loop state and random state of the last checkpoint."""
+    saved, rng = ckpt.load()
+    run.unwrapped.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    state = LoopState(**{k: saved[k] for k in ("step", "epoch", "batch_in_epoch", "history", "best",
+                                               "bad_epochs", "elapsed", "seen")},
+                      best_state=saved.get("best_state"))
+    if rng is not None:
+        _set_rng_state(rng)
+    run.accelerator.print(f"[hft_lessons] resumed from step {state.step} "
+                          f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})")
+    return state
+
+
+def _evaluate_epoch(run: _Run, state: LoopState) -> bool:
+    """Evaluate after an epoch, print the task's chosen metrics, track the best; True means stop early."""
+    cfg, task = run.cfg, run.task
+    metrics = task.evaluate(run.unwrapped, run.eval_features, run.eval_raw, run.tokenizer,
+                            cfg.eval_batch_size, run.accelerator.device)
+    state.history.append({"step": state.step, "epoch": state.epoch + 1,
+                          **{f"eval_{k}": v for k, v in metrics.items()}})
+    shown = task.printed_metrics(metrics)
+    run.accelerator.print(f"[hft_lessons] epoch {state.epoch + 1}: " +
+                          ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    score = metrics[task.metric]
+    if score > state.best:
+        state.best, state.bad_epochs = score, 0
+        if cfg.early_stopping_patience is not None:
+            state.best_state = {k: v.detach().clone() for k, v in run.unwrapped.state_dict().items()}
+        return False
+    state.bad_epochs += 1
+    state.stopped_early = (cfg.early_stopping_patience is not None
+                           and state.bad_epochs > cfg.early_stopping_patience)
+    return state.stopped_early
+
+
+def _finish(run: _Run, state: LoopState) -> TrainResult:
+    """Restore the best weights (early stopping) and collect the final metrics and costs."""
+    if state.best_state is not None and not state.interrupted:
+        run.unwrapped.load_state_dict(state.best_state)
     final: dict[str, float] = {}
-    if eval_features is not None and not interrupted:
-        evals = [h for h in history if any(k.startswith("eval_") for k in h)]
-        if best_state is not None:
-            evals = [max(evals, key=lambda h: h[f"eval_{task.metric}"])]
+    if run.eval_features is not None and not state.interrupted:
+        evals = [h for h in state.history if any(k.startswith("eval_") for k in h)]
+        if state.best_state is not None:
+            evals = [max(evals, key=lambda h: h[f"eval_{run.task.metric}"])]
         final = {k[5:]: v for k, v in evals[-1].items() if k.startswith("eval_")}
-    accelerator.wait_for_everyone()
+    run.accelerator.wait_for_everyone()
     return TrainResult(
-        metrics=final, history=history, train_seconds=elapsed,
-        train_examples_per_second=seen / elapsed if elapsed > 0 else 0.0,
-        steps=step, stopped_early=stopped_early, processes=accelerator.num_processes,
+        metrics=final, history=state.history, train_seconds=state.elapsed,
+        train_examples_per_second=state.seen / state.elapsed if state.elapsed > 0 else 0.0,
+        steps=state.step, stopped_early=state.stopped_early, processes=run.accelerator.num_processes,
     )

@@ -1,4 +1,5 @@
-"""A BERT-style Transformer encoder from scratch: attention, multi-head attention, FFN, layers, real weights."""
+"""A BERT-style Transformer encoder from scratch: attention, multi-head attention, FFN, layers, real
+weights."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def scaled_dot_product_attention(
     dropout_p: float = 0.0,
     return_weights: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """softmax(QKᵀ/√d_k)V; ``mask`` is boolean (True = may attend) or additive, broadcastable to the scores."""
+    """softmax(QKᵀ/√d_k)V; ``mask`` is boolean (True = may attend) or additive, broadcastable to the
+    scores."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
     if mask is not None:
         if mask.dtype == torch.bool:
@@ -87,7 +89,8 @@ def activation(name: str) -> nn.Module:
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head self-attention: project, split into heads, attend per head, concatenate, project with W^O."""
+    """Multi-head self-attention: project, split into heads, attend per head, concatenate, project with
+    W^O."""
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, use_fused: bool = True):
         super().__init__()

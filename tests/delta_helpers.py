@@ -18,8 +18,11 @@ class TaskModel(nn.Module):
         return self.head(hidden[:, 0])
 
 
-def train_steps(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], steps: int, lr: float) -> set[str]:
-    """Train the trainable parameters a few AdamW steps on 3 labels; return the names of those that changed."""
+def train_steps(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], steps: int, lr: float
+) -> set[str]:
+    """Train the trainable parameters a few AdamW steps on 3 labels; return the names of those that
+    changed."""
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     labels = torch.tensor([0, 1, 2])

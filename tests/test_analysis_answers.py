@@ -1,4 +1,5 @@
-"""QA error analysis: per-question scores (hand-worked), worst errors, question types, predictions, the plot."""
+"""QA error analysis: per-question scores (hand-worked), worst errors, question types, predictions, the
+plot."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ RAW = _raw([
 PREDICTIONS = {
     "q1": "eiffel tower.",        # article and punctuation are normalized away: EM 1
     "q2": "completed in 1889",    # vs "in 1889": P 2/3, R 1 -> F1 0.8 (vs "1889": 0.5); best 0.8
-    "q3": "Gustave Eiffel",       # vs "gustave eiffels company": P 1/2, R 1/3 -> F1 0.4 ("eiffel" ≠ "eiffels")
+    # vs "gustave eiffels company": P 1/2, R 1/3 -> F1 0.4 ("eiffel" ≠ "eiffels")
+    "q3": "Gustave Eiffel",
     "q4": "Paris",                # equals the second gold answer: EM 1
     "q5": "Gustave",              # no overlap: F1 0
 }
@@ -95,7 +97,8 @@ def test_worst_errors_lowest_f1_first_only_wrong_answers():
 def test_scores_by_type_hand_worked():
     rows = per_question_scores(PREDICTIONS, RAW)
     by_type = scores_by_type(rows)
-    assert [r["type"] for r in by_type] == ["what", "who", "when", "where", "how many"]  # QUESTION_TYPES order
+    # QUESTION_TYPES order
+    assert [r["type"] for r in by_type] == ["what", "who", "when", "where", "how many"]
     got = {r["type"]: (r["n"], r["exact_match"], round(r["f1"], 6)) for r in by_type}
     assert got == {"what": (1, 100.0, 100.0), "who": (1, 0.0, 40.0), "when": (1, 0.0, 80.0),
                    "where": (1, 100.0, 100.0), "how many": (1, 0.0, 0.0)}
@@ -176,14 +179,17 @@ def test_predict_answers_are_what_evaluate_scores(qa_setup):
     assert all(p in ex["context"] for ex in raw for p in [preds[ex["id"]]])
     references = {ex["id"]: ex["answers"]["text"] for ex in raw}
     assert squad_scores(preds, references) == task.evaluate(model, features, raw, tokenizer, batch_size=7)
-    assert predict_answers(model, task, features, raw, tokenizer, batch_size=128) == preds  # batching-independent
+    # batching-independent
+    assert predict_answers(model, task, features, raw, tokenizer, batch_size=128) == preds
 
 
 def test_window_logits_decode_to_the_predictions(qa_setup):
     task, model, tokenizer, raw, features = qa_setup
     logits = window_logits(model, task, features, tokenizer, batch_size=4)
     assert len(logits) == len(features) > len(raw)  # 64-token windows: contexts overflow
-    assert all(len(s) == len(e) == len(ids) for (s, e), ids in zip(logits, features["input_ids"], strict=True))
+    assert all(
+        len(s) == len(e) == len(ids) for (s, e), ids in zip(logits, features["input_ids"], strict=True)
+    )
     preds = predict_answers(model, task, features, raw, tokenizer)
     for ex in raw:
         idx = [i for i, eid in enumerate(features["example_id"]) if eid == ex["id"]]

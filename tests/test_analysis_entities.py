@@ -96,7 +96,10 @@ def test_count_entities():
 
 
 def test_plot_type_scores():
-    scores = {"full": per_type_scores(GOLD, PRED, ENTITY_TYPES), "lora": per_type_scores(GOLD, GOLD, ENTITY_TYPES)}
+    scores = {
+        "full": per_type_scores(GOLD, PRED, ENTITY_TYPES),
+        "lora": per_type_scores(GOLD, GOLD, ENTITY_TYPES),
+    }
     fig = plot_type_scores(scores)
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     assert len(fig.axes[2].patches) == 2 * len(ENTITY_TYPES)  # one bar per method and type

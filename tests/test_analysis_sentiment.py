@@ -82,7 +82,15 @@ def test_plot_confusion_matrix_label_mismatch_is_one_line():
 
 
 def test_sentence_words_keeps_contractions():
-    assert sentence_words("It does n't work , But I’m fine.") == ["it", "does", "n't", "work", "but", "i'm", "fine"]
+    assert sentence_words("It does n't work , But I’m fine.") == [
+        "it",
+        "does",
+        "n't",
+        "work",
+        "but",
+        "i'm",
+        "fine",
+    ]
 
 
 def test_slice_mask_negation_including_nt():
@@ -103,7 +111,13 @@ def test_slice_mask_negation_including_nt():
 
 def test_slice_mask_contrast_and_case():
     sentences = ["Good, BUT long", "though it tries", "butter and yet more", "butterfly effect", "however"]
-    assert slice_mask(sentences, ["but", "though", "yet", "however"]).tolist() == [True, True, True, False, True]
+    assert slice_mask(sentences, ["but", "though", "yet", "however"]).tolist() == [
+        True,
+        True,
+        True,
+        False,
+        True,
+    ]
 
 
 @pytest.mark.parametrize(("words", "message"), [("not", "not one string"), ([], "words is empty")])
@@ -141,14 +155,21 @@ def test_confident_mistakes_sorted_by_confidence():
     out = confident_mistakes(sentences, GOLD, PRED, probs, k=2)
     assert [r["sentence"] for r in out] == ["s3", "s5"]
     assert out[0] == {"sentence": "s3", "gold": "positive", "pred": "negative", "probability": 0.95}
-    assert [r["sentence"] for r in confident_mistakes(sentences, GOLD, PRED, probs, k=10)] == ["s3", "s5", "s1"]
+    assert [r["sentence"] for r in confident_mistakes(sentences, GOLD, PRED, probs, k=10)] == [
+        "s3",
+        "s5",
+        "s1",
+    ]
     assert confident_mistakes(sentences, GOLD, GOLD, probs) == []
 
 
 @pytest.mark.parametrize(
     ("probs", "k", "message"),
-    [(torch.full((6, 3), 1 / 3), 5, r"probs must be \[N, 2\]"), (torch.full((6, 2), 0.5), -1, "k must be >= 0"),
-     (torch.full((5, 2), 0.5), 5, "lengths differ")],
+    [
+        (torch.full((6, 3), 1 / 3), 5, r"probs must be \[N, 2\]"),
+        (torch.full((6, 2), 0.5), -1, "k must be >= 0"),
+        (torch.full((5, 2), 0.5), 5, "lengths differ"),
+    ],
 )
 def test_confident_mistakes_bad_arguments(probs, k, message):
     with pytest.raises(ValueError, match=message) as err:

@@ -67,6 +67,7 @@ def test_resume_without_checkpoint_is_refused(tmp_path):
     assert proc.returncode != 0 and "no checkpoint" in proc.stderr
 
 
+@pytest.mark.slow
 def test_resume_from_the_command_line_matches_an_uninterrupted_run(tmp_path):
     """Interrupt a run after its checkpoint (via the trainer's stop hook), resume it with --resume."""
     common = ["finetune", *BASE, "--method", "full", "--max-train", "64", "--epochs", "2", "--checkpoint-every", "3"]

@@ -1,4 +1,5 @@
-"""Unit tests for hft_lessons.delta: identity at init, counts, merge, save/load, training, errors, peft equality."""
+"""Unit tests for hft_lessons.delta: identity at init, counts, merge, save/load, training, errors, peft
+equality."""
 
 from __future__ import annotations
 
@@ -493,7 +494,8 @@ def test_prefix_matches_hand_computed_reference(case: str, hf_base: BertModel, b
 
 
 def test_prefix_on_course_encoder_matches_hand_computed_reference(hf_base: BertModel, batch) -> None:
-    """The course BertEncoder takes prefixes through ``MultiHeadAttention.prefix``; its positions are not shifted."""
+    """The course BertEncoder takes prefixes through ``MultiHeadAttention.prefix``; its positions are not
+    shifted."""
     ours = make_backbone("hft", hf_base)
     delta.apply(ours, copy.deepcopy(CONFIGS["prefix"]))
     assert all(layer.attention.prefix is not None for layer in ours.layers)

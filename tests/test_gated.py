@@ -163,7 +163,9 @@ def test_training_moves_gates(arch: str, hf_base: BertModel, batch) -> None:
     model.eval()
     run(model, batch)
     gates_after = delta.gate_values(model)
-    assert any(abs(a - b) > 1e-4 for k in gates_before for a, b in zip(gates_before[k], gates_after[k], strict=True))
+    assert any(
+        abs(a - b) > 1e-4 for k in gates_before for a, b in zip(gates_before[k], gates_after[k], strict=True)
+    )
 
 
 def test_recipe_and_plot_from_values() -> None:

@@ -1,4 +1,5 @@
-"""Method recipes: exact trainable counts, small shares on MiniLM, one-line errors, learning, the outline's model."""
+"""Method recipes: exact trainable counts, small shares on MiniLM, one-line errors, learning, the outline's
+model."""
 
 import copy
 
@@ -10,7 +11,7 @@ from hft_lessons import delta
 from hft_lessons.backbone import load_backbone, packaged_minilm_path
 from hft_lessons.data import load_samples
 from hft_lessons.methods import METHOD_NAMES, get_recipe, prepare_model, train_config
-from hft_lessons.outline import AdapterLayer, HybridFinetuningModel
+from hft_lessons.outline import AdapterLayer, OutlineAdapterLayerModel
 from hft_lessons.profiles import get_profile
 from hft_lessons.tasks import get_task
 from hft_lessons.training import TrainConfig, train
@@ -65,7 +66,9 @@ def _expected_delta(cfg: delta.DeltaConfig, bb: nn.Module) -> int:
                              + cfg.bottleneck_for(sizes[t][1]) + sizes[t][1] + 1 for t in cfg.adapter_modules)
         if "prefix" in cfg.components:
             per_layer += d + 1
-        return layers * per_layer + (cfg.num_virtual_tokens * layers * 2 * d if "prefix" in cfg.components else 0)
+        return layers * per_layer + (
+            cfg.num_virtual_tokens * layers * 2 * d if "prefix" in cfg.components else 0
+        )
     pytest.skip(f"no formula here for {type(cfg).__name__}; its own tests count it exactly")
 
 
@@ -154,7 +157,9 @@ def test_the_command_line_builds_the_notebook_config() -> None:
     for profile in ("cpu", "gpu"):
         for task in ("sst2", "conll2003", "squad"):
             for method in ("full", "lora", "hybrid"):
-                args = build_parser().parse_args(["finetune", "--task", task, "--method", method, "--no-progress"])
+                args = build_parser().parse_args(
+                    ["finetune", "--task", task, "--method", method, "--no-progress"]
+                )
                 settings = get_profile(profile).task(task)
                 assert make_train_config(args, method, task, settings, None) == train_config(
                     method, settings, task, progress=False)
@@ -199,7 +204,7 @@ def test_outline_adapter_layer_is_relu_of_affine() -> None:
 def test_outline_model_shapes_and_frozen_backbone(pooling: str, tiny) -> None:
     _, bb = tiny
     torch.manual_seed(0)
-    model = HybridFinetuningModel(copy.deepcopy(bb), adapter_size=8, num_labels=3, pooling=pooling)
+    model = OutlineAdapterLayerModel(copy.deepcopy(bb), adapter_size=8, num_labels=3, pooling=pooling)
     ids, mask = _ids()
     logits = model(ids, mask)
     assert logits.shape == (3, 3)
@@ -212,7 +217,7 @@ def test_outline_model_shapes_and_frozen_backbone(pooling: str, tiny) -> None:
 def test_fixed_outline_model_has_no_activation_on_logits(tiny) -> None:
     _, bb = tiny
     torch.manual_seed(0)
-    fixed = HybridFinetuningModel(copy.deepcopy(bb), adapter_size=8, logit_activation=False).eval()
+    fixed = OutlineAdapterLayerModel(copy.deepcopy(bb), adapter_size=8, logit_activation=False).eval()
     assert isinstance(fixed.logit_activation, nn.Identity)
     ids, mask = _ids()
     with torch.no_grad():
@@ -222,14 +227,14 @@ def test_fixed_outline_model_has_no_activation_on_logits(tiny) -> None:
     torch.manual_seed(1)
     many = fixed.classify(torch.randn(256, bb.config.hidden_size))
     assert (many < 0).any()  # raw logits may be negative: nothing clips them
-    outline = HybridFinetuningModel(copy.deepcopy(bb), adapter_size=8, logit_activation=True)
+    outline = OutlineAdapterLayerModel(copy.deepcopy(bb), adapter_size=8, logit_activation=True)
     assert isinstance(outline.logit_activation, nn.ReLU)
 
 
 def test_outline_bad_pooling_is_one_line(tiny) -> None:
     _, bb = tiny
     with pytest.raises(ValueError, match="unknown pooling 'max'; allowed: pooler, mean, cls"):
-        HybridFinetuningModel(bb, pooling="max")
+        OutlineAdapterLayerModel(bb, pooling="max")
 
 
 @pytest.mark.parametrize("task_name", ["sst2", "conll2003", "squad"])

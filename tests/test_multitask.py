@@ -67,7 +67,9 @@ def test_errors_are_one_line(call, message: str) -> None:
 # --- the batch sampler -------------------------------------------------------------------------------------
 
 
-def make_sampler(strategy: str, sizes=(100, 10), batch_size: int = 10, seed: int = 0) -> MultiTaskBatchSampler:
+def make_sampler(
+    strategy: str, sizes=(100, 10), batch_size: int = 10, seed: int = 0
+) -> MultiTaskBatchSampler:
     g = torch.Generator().manual_seed(5)
     lengths = [torch.randint(3, 30, (n,), generator=g).tolist() for n in sizes]
     return MultiTaskBatchSampler(lengths, batch_size, strategy, 2.0, seed)
@@ -168,6 +170,7 @@ def test_collator_keeps_qa_offsets_out_and_tags_the_task(joint) -> None:
         collate([train_features[0], train_features[len(train_features) - 1]])
 
 
+@pytest.mark.slow
 def test_joint_training_lowers_every_loss_and_reports_per_task_metrics(joint, tmp_path) -> None:
     task, tokenizer, backbone, train_features, eval_features, raw_eval = joint
     torch.manual_seed(0)
@@ -175,7 +178,9 @@ def test_joint_training_lowers_every_loss_and_reports_per_task_metrics(joint, tm
     assert isinstance(model, MultiTaskModel) and set(model.heads) == set(TASKS)
     delta.apply(model, delta.LoraConfig(r=4, alpha=8))
     before = losses(model, task, train_features, tokenizer)
-    config = TrainConfig(lr=3e-3, epochs=6, batch_size=8, progress=False, mixed_precision="no", warmup_ratio=0.0)
+    config = TrainConfig(
+        lr=3e-3, epochs=6, batch_size=8, progress=False, mixed_precision="no", warmup_ratio=0.0
+    )
     result = train(model, task, train_features, eval_features, raw_eval, tokenizer, config)
     after = losses(model, task, train_features, tokenizer)
     assert all(after[n] < before[n] for n in TASKS), (before, after)

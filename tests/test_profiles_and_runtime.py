@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hft_lessons import runtime
+from hft_lessons import devices, runtime
 from hft_lessons.profiles import PROFILE_NAMES, PROFILES, TASK_NAMES, get_profile
 
 
@@ -52,7 +52,12 @@ def test_unknown_profile_and_task_errors(monkeypatch):
 def test_seed_everything_repeats_python_numpy_torch():
     def draw():
         g = runtime.seed_everything(123)
-        return random.random(), np.random.rand(), torch.rand(1).item(), torch.randperm(10, generator=g).tolist()
+        return (
+            random.random(),
+            np.random.rand(),
+            torch.rand(1).item(),
+            torch.randperm(10, generator=g).tolist(),
+        )
 
     assert draw() == draw()
 
@@ -98,10 +103,10 @@ def test_asking_for_the_cpu_keeps_everything_off_the_gpu(monkeypatch, variable, 
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert runtime.uses_cuda() and runtime.pick_device().type == "cuda" and get_profile().name == "gpu"
+    assert devices.uses_cuda() and runtime.pick_device().type == "cuda" and get_profile().name == "gpu"
     assert training._mixed_precision("auto") == "bf16" and not training._force_cpu()
     monkeypatch.setenv(variable, value)
-    assert runtime.cpu_requested() and not runtime.uses_cuda()
+    assert devices.cpu_requested() and not devices.uses_cuda()
     assert runtime.pick_device().type == "cpu" and get_profile().name == "cpu"
     assert training._mixed_precision("auto") == "no" and training._mixed_precision("bf16") == "bf16"
     assert training._force_cpu()

@@ -253,7 +253,9 @@ def _on_word_boundaries(example) -> bool:
     """The first gold answer starts and ends at word boundaries (a few SQuAD answers cut words)."""
     context, start = example["context"], example["answers"]["answer_start"][0]
     end = start + len(example["answers"]["text"][0])
-    return (start == 0 or not context[start - 1].isalnum()) and (end == len(context) or not context[end].isalnum())
+    return (start == 0 or not context[start - 1].isalnum()) and (
+        end == len(context) or not context[end].isalnum()
+    )
 
 
 @needs_real

@@ -10,7 +10,8 @@ from hft_lessons.backbone import load_backbone
 from hft_lessons.data import load_samples
 from hft_lessons.methods import prepare_model
 from hft_lessons.tasks import get_task
-from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, _param_groups, train
+from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, param_groups, train
+from hft_lessons.transformer import BertEncoder
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +68,19 @@ def test_gradient_accumulation_and_cosine_schedule_run(sst2):
 
 
 # 6 steps per epoch: resume inside the first epoch, then inside the second; and with the CPU speed-ups on
-@pytest.mark.parametrize("stop, fast", [(3, False), (8, False), (8, True)])
+@pytest.mark.parametrize(
+    "stop, fast",
+    [pytest.param(3, False, marks=pytest.mark.slow), pytest.param(8, False, marks=pytest.mark.slow), (8, True)],
+)
 def test_resume_gives_the_uninterrupted_run_exactly(sst2, tmp_path, stop, fast):
     task, tok, train_f, eval_f, eval_raw = sst2
-    cfg = dict(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=1, fast_cpu=fast)
+    cfg = dict(
+        lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, checkpoint_every=1, fast_cpu=fast
+    )
     full_model, resumed_model = _model(task), _model(task)
-    full = train(full_model, task, train_f, eval_f, eval_raw, tok, TrainConfig(output_dir=str(tmp_path / "a"), **cfg))
+    full = train(
+        full_model, task, train_f, eval_f, eval_raw, tok, TrainConfig(output_dir=str(tmp_path / "a"), **cfg)
+    )
     stopped = train(_model(task), task, train_f, eval_f, eval_raw, tok,
                     TrainConfig(output_dir=str(tmp_path / "b"), stop_after_steps=stop, **cfg))
     assert stopped.steps == stop and stopped.metrics == {}
@@ -129,20 +137,32 @@ def test_peak_memory_is_per_run(monkeypatch):
     assert first.mb == 900 and second.mb == 500
 
 
-def test_layer_decay_scales_each_layer_below_the_top(sst2):
+@pytest.mark.parametrize("encoder", ["BertModel", "BertEncoder"])
+def test_layer_decay_scales_each_layer_below_the_top(sst2, encoder):
+    """The layers are found from the model's structure, so both encoders get one learning rate per layer."""
     task = sst2[0]
-    model = _model(task, "full")  # tiny BERT: 2 layers
-    lr_of = {}
-    for group in _param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2, layer_decay=0.5)):
-        for p in group["params"]:
-            lr_of[id(p)] = group["lr"]
+    _, bb = load_backbone("tiny-random-bert", verbose=False)  # tiny BERT: 2 layers
+    layer = "backbone.encoder.layer.{}.attention.self.query.weight"
+    if encoder == "BertEncoder":
+        bb, layer = BertEncoder.from_hf(bb), "backbone.layers.{}.attention.query.weight"
+    torch.manual_seed(0)
+    model = task.build_model(bb)
+    groups = param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2, layer_decay=0.5))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     assert lr_of[id(named["head.classifier.weight"])] == pytest.approx(1e-2)
-    assert lr_of[id(named["backbone.encoder.layer.1.attention.self.query.weight"])] == pytest.approx(1e-3)
-    assert lr_of[id(named["backbone.encoder.layer.0.attention.self.query.weight"])] == pytest.approx(5e-4)
+    assert lr_of[id(named[layer.format(1)])] == pytest.approx(1e-3)
+    assert lr_of[id(named[layer.format(0)])] == pytest.approx(5e-4)
     assert lr_of[id(named["backbone.embeddings.word_embeddings.weight"])] == pytest.approx(2.5e-4)
+    assert sorted({round(g["lr"], 12) for g in groups}) == [2.5e-4, 5e-4, 1e-3, 1e-2]
     # off by default: one learning rate for the backbone, another for the head
-    assert {g["lr"] for g in _param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2))} == {1e-3, 1e-2}
+    assert {g["lr"] for g in param_groups(model, TrainConfig(lr=1e-3, head_lr=1e-2))} == {1e-3, 1e-2}
+
+
+def test_layer_decay_needs_an_encoder_it_knows():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="layer_decay needs a BERT-family encoder; got Sequential"):
+        param_groups(model, TrainConfig(layer_decay=0.5))
 
 
 def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(sst2, tmp_path, monkeypatch):
@@ -165,12 +185,23 @@ def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(ss
     losses: dict[str, list[float]] = {"course": [], "trainer": []}
     current = ["course"]
     plain_loss = task.loss
-    monkeypatch.setattr(task, "loss", lambda logits, batch: _record(plain_loss(logits, batch), losses[current[0]]))
+    monkeypatch.setattr(
+        task, "loss", lambda logits, batch: _record(plain_loss(logits, batch), losses[current[0]])
+    )
 
     monkeypatch.setattr(training.LengthGroupedBatchSampler, "batches",
                         lambda self: [orders[self.epoch][i:i + 16] for i in range(0, len(train_f), 16)])
-    train(models[0], task, train_f, None, None, tok,
-          TrainConfig(lr=1e-3, epochs=2, batch_size=16, warmup_ratio=0.25, progress=False, group_by_length=False))
+    train(
+        models[0],
+        task,
+        train_f,
+        None,
+        None,
+        tok,
+        TrainConfig(
+            lr=1e-3, epochs=2, batch_size=16, warmup_ratio=0.25, progress=False, group_by_length=False
+        ),
+    )
 
     class Fixed(Sampler):
         def __init__(self):
@@ -194,7 +225,9 @@ def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(ss
     monkeypatch.setattr(trainer, "_get_train_sampler", lambda *a, **k: fixed)
     trainer.train()
     assert len(losses["course"]) == len(losses["trainer"]) == 12
-    torch.testing.assert_close(torch.tensor(losses["course"]), torch.tensor(losses["trainer"]), rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        torch.tensor(losses["course"]), torch.tensor(losses["trainer"]), rtol=1e-6, atol=0
+    )
     for (name, p), q in zip(models[0].named_parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
 

@@ -15,7 +15,9 @@ def clean(path: Path) -> list[str]:
     """Clean one notebook in place; return the problems found in its outputs."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     nb["metadata"] = {k: v for k, v in nb.get("metadata", {}).items() if k in KEEP_NB_METADATA}
-    nb["metadata"].setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
+    nb["metadata"].setdefault(
+        "kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"}
+    )
     if "language_info" in nb["metadata"]:
         nb["metadata"]["language_info"] = {"name": "python"}
     problems = []
@@ -28,7 +30,9 @@ def clean(path: Path) -> list[str]:
             out.pop("metadata", None) if out.get("output_type") == "stream" else None
             text = json.dumps(out)
             if LOCAL_PATH.search(text):
-                problems.append(f"{path}: cell {i} output shows a local path: {LOCAL_PATH.search(text).group(0)}")
+                problems.append(
+                    f"{path}: cell {i} output shows a local path: {LOCAL_PATH.search(text).group(0)}"
+                )
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return problems
 

@@ -1,4 +1,5 @@
-"""Write _toc.yml from the course outline, and the README's chapter table, listing only chapters that exist."""
+"""Write _toc.yml from the course outline, and the README's chapter table, listing only chapters that
+exist."""
 
 from __future__ import annotations
 
@@ -14,12 +15,32 @@ OUTLINE = [
     ("1. Background", ["book/01_background"]),
     ("2. Core concepts", ["book/02_core_concepts", "notebooks/03_pretraining"]),
     ("3. The algorithm", ["book/03_algorithm"]),
-    ("4. The maths", ["book/04_maths", "notebooks/01_self_attention", "notebooks/02_multihead_attention_and_ffn",
-                      "notebooks/04_finetuning"]),
-    ("5. Code: adapters, delta tuning and hybrids", ["notebooks/05_task_adapters", "notebooks/06_delta_tuning",
-                                                      "notebooks/07_hybrid_finetuning", "notebooks/08_multitask"]),
-    ("6. Applications", ["notebooks/09_sentiment_analysis", "notebooks/10_named_entity_recognition",
-                         "notebooks/11_question_answering"]),
+    (
+        "4. The maths",
+        [
+            "book/04_maths",
+            "notebooks/01_self_attention",
+            "notebooks/02_multihead_attention_and_ffn",
+            "notebooks/04_finetuning",
+        ],
+    ),
+    (
+        "5. Code: adapters, delta tuning and hybrids",
+        [
+            "notebooks/05_task_adapters",
+            "notebooks/06_delta_tuning",
+            "notebooks/07_hybrid_finetuning",
+            "notebooks/08_multitask",
+        ],
+    ),
+    (
+        "6. Applications",
+        [
+            "notebooks/09_sentiment_analysis",
+            "notebooks/10_named_entity_recognition",
+            "notebooks/11_question_answering",
+        ],
+    ),
     ("7. Tools and resources", ["book/07_tools"]),
     ("8. Trends", ["book/08_trends"]),
     ("9. FAQ", ["book/09_faq"]),

@@ -1,6 +1,6 @@
 """Error analysis for extractive QA (SQuAD): per-question predictions and scores, worst errors, question types.
 
-The predictions come from the package's own evaluation path (``training.evaluate`` batching, then
+The predictions come from the package's own evaluation path (``evaluation.evaluate`` batching, then
 ``QuestionAnsweringTask.answers``, i.e. ``decode_spans``), so they are exactly the answers behind the
 EM/F1 that ``train`` reports.
 """
@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..evaluation import predict_rows
 from ..metrics import exact_match, f1_score
 from ..tasks.question_answering import QuestionAnsweringTask
-from ..training import predict_rows
 
 __all__ = [
     "QUESTION_TYPES",
@@ -43,22 +43,30 @@ _WORD = re.compile(r"[a-z]+")
 
 def _check_task(task: object) -> QuestionAnsweringTask:
     if not isinstance(task, QuestionAnsweringTask):
-        raise ValueError(f"task must be a QuestionAnsweringTask (get_task('squad')), got {type(task).__name__}")
+        raise ValueError(
+            f"task must be a QuestionAnsweringTask (get_task('squad')), got {type(task).__name__}"
+        )
     return task
 
 
 def _feature_predictions(model: nn.Module, task: QuestionAnsweringTask, features, tokenizer, batch_size: int,
                          device: torch.device | str | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The per-feature (one-row) predictions ``training.evaluate`` scores, before any metric."""
+    """The per-feature (one-row) predictions ``evaluation.evaluate`` scores, before any metric."""
     if "offset_mapping" not in features.column_names:
         raise ValueError("features have no offset_mapping: tokenize the split with train=False")
     return predict_rows(model, task, features, tokenizer, batch_size, device)
 
 
-def window_logits(model: nn.Module, task: QuestionAnsweringTask, features: Dataset, tokenizer: PreTrainedTokenizerBase,
-                  batch_size: int = 128,
-                  device: torch.device | str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each window's ``(start_logits, end_logits)`` as 1-D arrays, in feature order, cut to the window's length."""
+def window_logits(
+    model: nn.Module,
+    task: QuestionAnsweringTask,
+    features: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each window's ``(start_logits, end_logits)`` as 1-D arrays, in feature order, cut to the window's
+    length."""
     _check_task(task)
     rows = _feature_predictions(model, task, features, tokenizer, batch_size, device)
     return [(start[0, :len(ids)], end[0, :len(ids)])
@@ -120,7 +128,8 @@ def worst_errors(rows: Sequence[Mapping[str, Any]], n: int = 10) -> list[Mapping
 
 
 def scores_by_type(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per question type (in ``QUESTION_TYPES`` order, present types only): n, exact_match and f1 in percent."""
+    """Per question type (in ``QUESTION_TYPES`` order, present types only): n, exact_match and f1 in
+    percent."""
     if not rows:
         raise ValueError("no rows: score some questions with per_question_scores first")
     out = []
@@ -136,7 +145,9 @@ def scores_by_type(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def context_snippet(context: str, start: int, length: int, width: int = 60) -> str:
     """``width`` characters either side of ``context[start:start + length]``, the span marked with [[ ]]."""
     if not 0 <= start <= start + length <= len(context):
-        raise ValueError(f"span ({start}, {start + length}) is outside the context of {len(context)} characters")
+        raise ValueError(
+            f"span ({start}, {start + length}) is outside the context of {len(context)} characters"
+        )
     left, right = max(0, start - width), min(len(context), start + length + width)
     return ("…" if left > 0 else "") + context[left:start] + "[[" + context[start:start + length] + "]]" + \
         context[start + length:right] + ("…" if right < len(context) else "")

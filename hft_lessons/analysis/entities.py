@@ -1,4 +1,5 @@
-"""CoNLL-2003 error analysis: predicted tags, per-type entity scores and their plot, error kinds, highlighted sentences."""
+"""CoNLL-2003 error analysis: predicted tags, per-type entity scores and their plot, error kinds, highlighted
+sentences."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..evaluation import predict_rows
 from ..metrics import check_tag_lists, tags_to_spans
 from ..tasks.base import Task
 
@@ -53,17 +55,26 @@ class EntityError(NamedTuple):
 # --- predictions ------------------------------------------------------------------------------------
 
 
-def predict_tags(model: nn.Module, task: Task, features: Dataset, raw: Dataset | None, tokenizer: PreTrainedTokenizerBase,
-                 batch_size: int = 128, device: torch.device | str | None = None
-                 ) -> tuple[list[list[str]], list[list[str]]]:
-    """Gold and predicted tag lists per sentence, at each word's first sub-token, as training's evaluation scores them."""
-    from ..training import predict_rows
-
+def predict_tags(
+    model: nn.Module,
+    task: Task,
+    features: Dataset,
+    raw: Dataset | None,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Gold and predicted tag lists per sentence, at each word's first sub-token, as training's evaluation
+    scores them."""
     labels = getattr(task, "labels", None)
     if labels is None:
-        raise ValueError(f"predict_tags needs a token-classification task with .labels, got {type(task).__name__}")
+        raise ValueError(
+            f"predict_tags needs a token-classification task with .labels, got {type(task).__name__}"
+        )
     if "labels" not in features.column_names:
-        raise ValueError(f"features need a 'labels' column (tokenize with the task); got {features.column_names}")
+        raise ValueError(
+            f"features need a 'labels' column (tokenize with the task); got {features.column_names}"
+        )
     if len(features) == 0:
         raise ValueError("features are empty: nothing to predict")
     rows = [row for one in predict_rows(model, task, features, tokenizer, batch_size, device) for row in one]
@@ -97,7 +108,8 @@ def _prf(correct: int, n_pred: int, n_gold: int) -> dict[str, float]:
 
 def per_type_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
                     types: Sequence[str] | None = None, overall: bool = False) -> dict[str, dict[str, float]]:
-    """Entity-level precision, recall, F1 and support (gold count) per type; ``overall`` adds the micro average."""
+    """Entity-level precision, recall, F1 and support (gold count) per type; ``overall`` adds the micro
+    average."""
     _check_sentences(gold, pred)
     gold_spans = [set(tags_to_spans(g)) for g in gold]
     pred_spans = [set(tags_to_spans(p)) for p in pred]
@@ -184,7 +196,11 @@ def error_kinds(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) ->
 def sentences_with_errors(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> list[int]:
     """Indices of the sentences whose predicted entities differ from the gold ones."""
     _check_sentences(gold, pred)
-    return [i for i, (g, p) in enumerate(zip(gold, pred, strict=True)) if set(tags_to_spans(g)) != set(tags_to_spans(p))]
+    return [
+        i
+        for i, (g, p) in enumerate(zip(gold, pred, strict=True))
+        if set(tags_to_spans(g)) != set(tags_to_spans(p))
+    ]
 
 
 # --- rendering ----------------------------------------------------------------------------------------
@@ -236,13 +252,19 @@ def highlight(words: Sequence[str], gold: Sequence[str], pred: Sequence[str]) ->
     _check_words(words, gold=gold, pred=pred)
     gold_spans, pred_spans = tags_to_spans(gold), tags_to_spans(pred)
     wrong_gold, wrong_pred = set(gold_spans) - set(pred_spans), set(pred_spans) - set(gold_spans)
-    rows = [("gold", _html_line(words, gold_spans, wrong_gold)), ("pred", _html_line(words, pred_spans, wrong_pred))]
-    cells = "".join(f'<div style="margin:2px 0"><b style="display:inline-block;width:3em">{name}</b>{line}</div>'
-                    for name, line in rows)
+    rows = [
+        ("gold", _html_line(words, gold_spans, wrong_gold)),
+        ("pred", _html_line(words, pred_spans, wrong_pred)),
+    ]
+    cells = "".join(
+        f'<div style="margin:2px 0"><b style="display:inline-block;width:3em">{name}</b>{line}</div>'
+        for name, line in rows
+    )
     return f'<div style="line-height:1.9;font-family:sans-serif">{cells}</div>'
 
 
 def highlight_text(words: Sequence[str], gold: Sequence[str], pred: Sequence[str]) -> str:
-    """Plain-text fallback of ``highlight``: a ``gold:`` and a ``pred:`` line with ``[words|TYPE]`` entities."""
+    """Plain-text fallback of ``highlight``: a ``gold:`` and a ``pred:`` line with ``[words|TYPE]``
+    entities."""
     _check_words(words, gold=gold, pred=pred)
     return f"gold: {bracketed(words, gold)}\npred: {bracketed(words, pred)}"

@@ -15,32 +15,59 @@ from matplotlib.figure import Figure
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..evaluation import predict_rows
 from ..tasks.base import Task
+from ..tasks.sequence_classification import SST2_LABELS
 
 __all__ = ["NEGATION_WORDS", "CONTRAST_WORDS", "SLICES", "predict_split", "confusion_matrix",
            "plot_confusion_matrix", "sentence_words", "slice_mask", "accuracy", "slice_report",
            "confident_mistakes", "padding_share"]
 
-NEGATION_WORDS = ("not", "n't", "no", "never", "nothing", "nobody", "none", "neither", "nor", "nowhere", "cannot",
-                  "without", "hardly")
+NEGATION_WORDS = (
+    "not",
+    "n't",
+    "no",
+    "never",
+    "nothing",
+    "nobody",
+    "none",
+    "neither",
+    "nor",
+    "nowhere",
+    "cannot",
+    "without",
+    "hardly",
+)
 CONTRAST_WORDS = ("but", "although", "though", "yet", "however")
 SLICES: dict[str, tuple[str, ...]] = {"negation": NEGATION_WORDS, "contrast": CONTRAST_WORDS}
 _WORD = re.compile(r"[\w']+")
 
 
-def predict_split(model: nn.Module, task: Task, features: Dataset, tokenizer: PreTrainedTokenizerBase,
-                  batch_size: int = 128,
-                  device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Predicted labels [N], gold labels [N] and class probabilities [N, C] of a tokenized split, in its order."""
-    from ..training import predict_rows
-
+def predict_split(
+    model: nn.Module,
+    task: Task,
+    features: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predicted labels [N], gold labels [N] and class probabilities [N, C] of a tokenized split, in its
+    order."""
     if "labels" not in features.column_names:
         raise ValueError(f"features need a 'labels' column (tokenize with a classification task); "
                          f"got columns {features.column_names}")
     if len(features) == 0:
         raise ValueError("features are empty: nothing to predict")
-    rows = predict_rows(model, task, features, tokenizer, batch_size, device,  # training's evaluation batching
-                        predict_fn=lambda logits, batch: (logits.float().softmax(-1).cpu(), batch["labels"].cpu()))
+    # training's evaluation batching
+    rows = predict_rows(
+        model,
+        task,
+        features,
+        tokenizer,
+        batch_size,
+        device,
+        predict_fn=lambda logits, batch: (logits.float().softmax(-1).cpu(), batch["labels"].cpu()),
+    )
     probs = torch.cat([p for p, _ in rows])
     gold = torch.cat([g for _, g in rows])
     return probs.argmax(-1), gold, probs
@@ -102,7 +129,8 @@ def plot_confusion_matrix(matrix: torch.Tensor | Sequence[Sequence[int]], labels
 
 
 def sentence_words(sentence: str) -> list[str]:
-    """Lower-cased words of a sentence; SST-2's split contractions ("does n't") and joined ones ("doesn't") alike."""
+    """Lower-cased words of a sentence; SST-2's split contractions ("does n't") and joined ones ("doesn't")
+    alike."""
     return _WORD.findall(sentence.lower().replace("’", "'"))
 
 
@@ -112,7 +140,8 @@ def _matches(word: str, cue: str) -> bool:
 
 
 def slice_mask(sentences: Sequence[str], words: Sequence[str]) -> torch.Tensor:
-    """A bool mask [N]: True where a sentence contains any of ``words`` as a whole word (or contraction suffix)."""
+    """A bool mask [N]: True where a sentence contains any of ``words`` as a whole word (or contraction
+    suffix)."""
     if isinstance(words, str):
         raise ValueError(f"words must be a list of cue words, not one string {words!r}")
     cues = [w.lower().replace("’", "'") for w in words]
@@ -128,7 +157,8 @@ def slice_mask(sentences: Sequence[str], words: Sequence[str]) -> torch.Tensor:
 
 def accuracy(gold: Sequence[int] | torch.Tensor, pred: Sequence[int] | torch.Tensor,
              mask: torch.Tensor | None = None) -> float:
-    """The share of correct predictions, over the sentences where ``mask`` is True (all if None); NaN if none."""
+    """The share of correct predictions, over the sentences where ``mask`` is True (all if None); NaN if
+    none."""
     gold, pred = _as_long(gold, "gold"), _as_long(pred, "pred")
     _check_same_length(gold=gold, pred=pred)
     if mask is not None:
@@ -138,29 +168,45 @@ def accuracy(gold: Sequence[int] | torch.Tensor, pred: Sequence[int] | torch.Ten
     return (gold == pred).float().mean().item() if len(gold) else math.nan
 
 
-def slice_report(sentences: Sequence[str], gold: Sequence[int] | torch.Tensor, pred: Sequence[int] | torch.Tensor,
-                 slices: Mapping[str, Sequence[str]] = SLICES) -> list[dict[str, Any]]:
-    """One row per slice (plus "all"): its size, share of the split, accuracy and errors, for ``format_table``."""
+def slice_report(
+    sentences: Sequence[str],
+    gold: Sequence[int] | torch.Tensor,
+    pred: Sequence[int] | torch.Tensor,
+    slices: Mapping[str, Sequence[str]] = SLICES,
+) -> list[dict[str, Any]]:
+    """One row per slice (plus "all"): its size, share of the split, accuracy and errors, for
+    ``format_table``."""
     gold, pred, sentences = _as_long(gold, "gold"), _as_long(pred, "pred"), list(sentences)
     n = _check_same_length(sentences=sentences, gold=gold, pred=pred)
     masks = {"all": torch.ones(n, dtype=torch.bool)}
     masks.update({name: slice_mask(sentences, cues) for name, cues in slices.items()})
     wrong = gold != pred
-    return [{"slice": name, "sentences": int(m.sum()), "share_pct": round(100 * m.float().mean().item(), 1) if n else 0.0,
-             "accuracy": accuracy(gold, pred, m), "errors": int((wrong & m).sum())} for name, m in masks.items()]
+    return [
+        {
+            "slice": name,
+            "sentences": int(m.sum()),
+            "share_pct": round(100 * m.float().mean().item(), 1) if n else 0.0,
+            "accuracy": accuracy(gold, pred, m),
+            "errors": int((wrong & m).sum()),
+        }
+        for name, m in masks.items()
+    ]
 
 
 def confident_mistakes(sentences: Sequence[str], gold: Sequence[int] | torch.Tensor,
                        pred: Sequence[int] | torch.Tensor, probs: torch.Tensor, k: int = 10,
-                       labels: Sequence[str] = ("negative", "positive")) -> list[dict[str, Any]]:
-    """The ``k`` wrong predictions with the highest probability on the predicted class, most confident first."""
+                       labels: Sequence[str] = SST2_LABELS) -> list[dict[str, Any]]:
+    """The ``k`` wrong predictions with the highest probability on the predicted class, most confident
+    first."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     gold, pred, sentences = _as_long(gold, "gold"), _as_long(pred, "pred"), list(sentences)
     probs = torch.as_tensor(probs, dtype=torch.float)
     _check_same_length(sentences=sentences, gold=gold, pred=pred, probs=probs)
     if probs.ndim != 2 or probs.shape[1] != len(labels):
-        raise ValueError(f"probs must be [N, {len(labels)}] (one column per label), got shape {tuple(probs.shape)}")
+        raise ValueError(
+            f"probs must be [N, {len(labels)}] (one column per label), got shape {tuple(probs.shape)}"
+        )
     confidence = probs.gather(1, pred[:, None]).squeeze(1) if len(pred) else probs.new_zeros(0)
     wrong = (gold != pred).nonzero().flatten().tolist()
     wrong.sort(key=lambda i: (-confidence[i].item(), i))

@@ -22,7 +22,8 @@ ADAPTER_ACTIVATIONS = ("relu", "gelu", "tanh", "swish", "silu")
 @register
 @dataclass
 class AdapterConfig(DeltaConfig):
-    """Houlsby (after attention and FFN) or Pfeiffer (after FFN) bottleneck adapters of size hidden/reduction."""
+    """Houlsby (after attention and FFN) or Pfeiffer (after FFN) bottleneck adapters of size
+    hidden/reduction."""
 
     variant: str = "houlsby"
     reduction_factor: float = 16.0

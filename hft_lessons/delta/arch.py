@@ -24,13 +24,15 @@ ROLES = ("query", "key", "value", "attention_output", "ffn_up", "ffn_down")
 
 @dataclass(frozen=True)
 class Architecture:
-    """An encoder family: the path of its layer list, each role's path inside a layer, and its prefix hook."""
+    """An encoder family: its layer list, each role's path inside a layer, its prefix hook and its
+    embeddings."""
 
     name: str
     layers_path: str
     roles: Mapping[str, str]
     attention_path: str
     prefix_via: str  # "cache": a DynamicCache passed to forward (Hugging Face); "attention": attention.prefix
+    embeddings_path: str = "embeddings"  # the token, position and segment embeddings (below layer 0)
 
 
 HF_BERT = Architecture(
@@ -67,7 +69,8 @@ ARCHITECTURES = (HF_BERT, HFT_BERT)
 
 
 def split_task_model(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
-    """``(backbone, head)`` of a task model (attributes ``.backbone`` and ``.head``), else ``(model, None)``."""
+    """``(backbone, head)`` of a task model (attributes ``.backbone`` and ``.head``), else ``(model,
+    None)``."""
     backbone, head = getattr(model, "backbone", None), getattr(model, "head", None)
     if isinstance(backbone, nn.Module) and isinstance(head, nn.Module):
         return backbone, head
@@ -99,14 +102,16 @@ def layers(backbone: nn.Module, arch: Architecture) -> list[nn.Module]:
 
 
 def slots(backbone: nn.Module, arch: Architecture, role: str) -> Iterator[tuple[nn.Module, str]]:
-    """``(parent, attribute)`` of ``role`` in every layer: ``getattr(parent, attribute)`` is the module there."""
+    """``(parent, attribute)`` of ``role`` in every layer: ``getattr(parent, attribute)`` is the module
+    there."""
     parent_path, _, attribute = arch.roles[role].rpartition(".")
     for layer in layers(backbone, arch):
         yield layer.get_submodule(parent_path), attribute
 
 
 def as_roles(value: str | Sequence[str]) -> tuple[str, ...]:
-    """A role name or a sequence of them, as a tuple (configs accept ``"query"`` or ``("query", "value")``)."""
+    """A role name or a sequence of them, as a tuple (configs accept ``"query"`` or ``("query",
+    "value")``)."""
     return (value,) if isinstance(value, str) else tuple(value)
 
 

@@ -34,7 +34,8 @@ class DeltaConfig:
     mergeable: ClassVar[bool] = False
 
     def check(self, backbone: nn.Module, arch: Architecture) -> None:
-        """Raise a one-line ValueError if this config cannot be applied (e.g. a target module that is missing)."""
+        """Raise a one-line ValueError if this config cannot be applied (e.g. a target module that is
+        missing)."""
         targets = getattr(self, "target_modules", None)
         if targets is not None:
             check_roles(f"{type(self).__name__}.target_modules", targets, arch)
@@ -58,7 +59,8 @@ class DeltaConfig:
 
 
 def check_positive(owner: str, value: object, integer: bool = True) -> None:
-    """Raise a one-line ValueError unless ``value`` is a positive integer (or, with ``integer=False``, number)."""
+    """Raise a one-line ValueError unless ``value`` is a positive integer (or, with ``integer=False``,
+    number)."""
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
         raise ValueError(f"{owner} must be a positive {'integer' if integer else 'number'}, got {value!r}")
@@ -95,7 +97,8 @@ def config_from_dict(data: dict[str, Any]) -> DeltaConfig:
 
 
 class DeltaModule(nn.Module):
-    """A module a delta method added; its own parameters (never those under ``base``) are the trainable ones."""
+    """A module a delta method added; its own parameters (never those under ``base``) are the trainable
+    ones."""
 
     method: ClassVar[str] = ""
 
@@ -114,7 +117,8 @@ def innermost_linear(module: nn.Module) -> nn.Linear:
 
 
 class LinearWrapper(DeltaModule):
-    """Wraps a projection (an nn.Linear, or another wrapper around one); ``mergeable`` ones fold into the weight."""
+    """Wraps a projection (an nn.Linear, or another wrapper around one); ``mergeable`` ones fold into the
+    weight."""
 
     mergeable: ClassVar[bool] = False
 

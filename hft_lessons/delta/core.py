@@ -85,7 +85,8 @@ def applied_configs(model: nn.Module) -> list[DeltaConfig]:
 
 
 def delta_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Every applied method's trainable parameters, named as in ``model.named_parameters()`` (head excluded)."""
+    """Every applied method's trainable parameters, named as in ``model.named_parameters()`` (head
+    excluded)."""
     backbone, head = split_task_model(model)
     prefix = "backbone." if head is not None else ""
     found: dict[str, nn.Parameter] = {}
@@ -114,7 +115,8 @@ def is_merged(model: nn.Module) -> bool:
 def _merge_slot(
     parent: nn.Module, attribute: str, merged: list[tuple[nn.Module, str, LinearWrapper]]
 ) -> None:
-    """Merge mergeable wrappers at ``parent.attribute``, innermost first, taking them out of the forward path."""
+    """Merge mergeable wrappers at ``parent.attribute``, innermost first, taking them out of the forward
+    path."""
     module = getattr(parent, attribute)
     if not isinstance(module, LinearWrapper):
         return

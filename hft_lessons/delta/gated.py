@@ -26,19 +26,25 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from .adapter import ADAPTER_ACTIVATIONS, AdapterLinear
+from .adapter import AdapterConfig, AdapterLinear
 from .arch import Architecture, as_roles, check_roles, detect, layers, split_task_model
 from .base import (
     DeltaConfig,
     DeltaModule,
     LinearWrapper,
-    check_positive,
     innermost_linear,
     register,
     wrap_role,
 )
-from .lora import LoraLinear
-from .prefix import PREFIX_ATTRIBUTE, LayerPrefix, PrefixEncoder, _prefix_cache_hook, cache_argument
+from .lora import LoraConfig, LoraLinear
+from .prefix import (
+    PREFIX_ATTRIBUTE,
+    LayerPrefix,
+    PrefixConfig,
+    PrefixEncoder,
+    cache_argument,
+    prefix_cache_hook,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -88,19 +94,26 @@ class UniPELTConfig(DeltaConfig):
                 f"UniPELTConfig.components must be a non-empty subset of {', '.join(GATED_COMPONENTS)}, "
                 f"got {list(self.components)}"
             )
-        check_positive("UniPELTConfig.r", self.r)
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"UniPELTConfig.lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
-        check_positive("UniPELTConfig.reduction_factor", self.reduction_factor, integer=False)
-        if self.bottleneck_size is not None:
-            check_positive("UniPELTConfig.bottleneck_size", self.bottleneck_size)
-        if self.activation not in ADAPTER_ACTIVATIONS:
-            raise ValueError(
-                f"unknown adapter activation {self.activation!r}; allowed: {', '.join(ADAPTER_ACTIVATIONS)}"
-            )
-        check_positive("UniPELTConfig.num_virtual_tokens", self.num_virtual_tokens)
-        if self.encoder_hidden_size is not None:
-            check_positive("UniPELTConfig.encoder_hidden_size", self.encoder_hidden_size)
+        _ = (self.lora, self.adapter, self.prefix)  # building each part checks it with its config's rules
+
+    @property
+    def lora(self) -> LoraConfig:
+        """The LoRA part as a :class:`LoraConfig` (building it validates the LoRA fields)."""
+        return LoraConfig(r=self.r, alpha=self.alpha, dropout=self.lora_dropout,
+                          target_modules=self.lora_modules)
+
+    @property
+    def adapter(self) -> AdapterConfig:
+        """The adapter part as an :class:`AdapterConfig` (building it validates the adapter fields)."""
+        return AdapterConfig(reduction_factor=self.reduction_factor, bottleneck_size=self.bottleneck_size,
+                             activation=self.activation)
+
+    @property
+    def prefix(self) -> PrefixConfig:
+        """The prefix part as a :class:`PrefixConfig` (building it validates the prefix fields)."""
+        return PrefixConfig(num_virtual_tokens=self.num_virtual_tokens,
+                            prefix_projection=self.prefix_projection,
+                            encoder_hidden_size=self.encoder_hidden_size)
 
     def check(self, backbone: nn.Module, arch: Architecture) -> None:
         """Roles must exist; the prefix part needs a backbone without another prefix encoder."""
@@ -116,7 +129,7 @@ class UniPELTConfig(DeltaConfig):
 
     def bottleneck_for(self, hidden_size: int) -> int:
         """The adapter bottleneck width for a model of ``hidden_size``."""
-        return self.bottleneck_size or max(1, int(hidden_size // self.reduction_factor))
+        return self.adapter.size_for(hidden_size)
 
     def attach(self, backbone: nn.Module, arch: Architecture) -> None:
         """Wrap the LoRA and adapter projections in gated wrappers; add gated prefixes to every attention."""
@@ -141,7 +154,7 @@ class UniPELTConfig(DeltaConfig):
                                      self.prefix_projection, self.encoder_hidden_size).to(**factory)
         setattr(backbone, PREFIX_ATTRIBUTE, encoder)
         if arch.prefix_via == "cache":
-            backbone.register_forward_pre_hook(_prefix_cache_hook, with_kwargs=True)
+            backbone.register_forward_pre_hook(prefix_cache_hook, with_kwargs=True)
         for i, layer in enumerate(stack):
             module = layer.get_submodule(arch.attention_path)
             gate = PrefixGate(query.in_features, i, **factory)
@@ -286,7 +299,7 @@ def gate_values(model: nn.Module) -> dict[str, list[float]]:
 
 def plot_gates(values: nn.Module | Mapping[str, Sequence[float]], title: str = "UniPELT gates") -> Figure:
     """A heatmap of mean gates, layers (rows) × sub-modules (columns), from a model or ``gate_values``."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # imported here: only plotting needs it, and it loads slowly
 
     table = gate_values(values) if isinstance(values, nn.Module) else dict(values)
     names = list(table)

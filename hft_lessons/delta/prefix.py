@@ -9,11 +9,19 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from transformers import BertModel, DynamicCache
 
 from .arch import Architecture, layers
 from .base import DeltaConfig, DeltaModule, check_positive, innermost_linear, register
 
-__all__ = ["PrefixConfig", "PrefixEncoder", "LayerPrefix", "PREFIX_ATTRIBUTE", "cache_argument"]
+__all__ = [
+    "PrefixConfig",
+    "PrefixEncoder",
+    "LayerPrefix",
+    "PREFIX_ATTRIBUTE",
+    "cache_argument",
+    "prefix_cache_hook",
+]
 
 PREFIX_ATTRIBUTE = "prefix_encoder"  # where the shared PrefixEncoder lives on the backbone
 _BERT_MODEL_ARGS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
@@ -22,7 +30,8 @@ _BERT_MODEL_ARGS = ("input_ids", "attention_mask", "token_type_ids", "position_i
 @register
 @dataclass
 class PrefixConfig(DeltaConfig):
-    """``num_virtual_tokens`` prefixes per layer; ``prefix_projection`` adds peft's Embedding→Linear→Tanh→Linear."""
+    """``num_virtual_tokens`` prefixes per layer; ``prefix_projection`` adds peft's
+    Embedding→Linear→Tanh→Linear."""
 
     num_virtual_tokens: int = 20
     prefix_projection: bool = False
@@ -53,14 +62,15 @@ class PrefixConfig(DeltaConfig):
         ).to(device=device, dtype=dtype)
         setattr(backbone, PREFIX_ATTRIBUTE, encoder)
         if arch.prefix_via == "cache":
-            backbone.register_forward_pre_hook(_prefix_cache_hook, with_kwargs=True)
+            backbone.register_forward_pre_hook(prefix_cache_hook, with_kwargs=True)
         else:
             for i, layer in enumerate(stack):
                 layer.get_submodule(arch.attention_path).prefix = LayerPrefix(encoder, i)
 
 
 class PrefixEncoder(DeltaModule):
-    """peft's PrefixEncoder: virtual-token embeddings (optionally reparameterised by an MLP) → all layers' K/V."""
+    """peft's PrefixEncoder: virtual-token embeddings (optionally reparameterised by an MLP) → all layers'
+    K/V."""
 
     method: ClassVar[str] = "prefix"
 
@@ -89,7 +99,8 @@ class PrefixEncoder(DeltaModule):
         self.register_buffer("tokens", torch.arange(num_virtual_tokens), persistent=False)
 
     def forward(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer, ``(keys, values)`` each [batch, heads, P, head_dim] (peft's layout: K0, V0, K1, V1, ...)."""
+        """Per layer, ``(keys, values)`` each [batch, heads, P, head_dim] (peft's layout: K0, V0, K1, V1,
+        ...)."""
         flat = self.transform(self.embedding(self.tokens))  # [P, layers * 2 * hidden]
         kv = flat.view(self.num_virtual_tokens, 2 * self.num_layers, self.num_heads, self.head_dim)
         kv = kv.permute(1, 2, 0, 3).unsqueeze(1).expand(-1, batch_size, -1, -1, -1)  # [2L, B, H, P, d]
@@ -113,9 +124,8 @@ class LayerPrefix(nn.Module):
 
 @functools.cache
 def cache_argument() -> str:
-    """The name of ``BertModel.forward``'s key/value cache: ``cache`` in recent transformers, else ``past_key_values``."""
-    from transformers import BertModel
-
+    """The name of ``BertModel.forward``'s key/value cache: ``cache`` in recent transformers, else
+    ``past_key_values``."""
     names = inspect.signature(BertModel.forward).parameters
     for name in ("cache", "past_key_values"):
         if name in names:
@@ -124,12 +134,11 @@ def cache_argument() -> str:
                        "prefix tuning cannot pass its keys and values; install transformers 5.x")
 
 
-def _prefix_cache_hook(
+def prefix_cache_hook(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Before ``BertModel.forward``: pass the prefixes as a KV cache and widen the mask, exactly as peft does."""
-    from transformers import DynamicCache
-
+    """Before ``BertModel.forward``: pass the prefixes as a KV cache and widen the mask, exactly as peft
+    does."""
     kwargs = {**dict(zip(_BERT_MODEL_ARGS, args, strict=False)), **kwargs}
     reference = kwargs.get("input_ids")
     if reference is None:

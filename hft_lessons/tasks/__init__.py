@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from ..profiles import TASK_NAMES
 from .base import PaddingCollator, Task, TaskModel, encode
 from .sequence_classification import ClassificationHead, SequenceClassificationTask, pool
 
 __all__ = ["get_task", "TASK_NAMES", "Task", "TaskModel", "PaddingCollator", "encode",
            "ClassificationHead", "SequenceClassificationTask", "pool"]
 
-TASK_NAMES = ("sst2", "conll2003", "squad")
 
 
 def get_task(name: str) -> Task:

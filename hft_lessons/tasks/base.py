@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-if TYPE_CHECKING:  # training imports this module
-    from ..training import LengthGroupedBatchSampler
+from ..evaluation import evaluate
+from ..sampler import LengthGroupedBatchSampler
 
-__all__ = ["Task", "TaskModel", "PaddingCollator", "encode"]
+__all__ = ["Task", "TaskModel", "PaddingCollator", "encode", "IGNORE_INDEX"]
+
+IGNORE_INDEX = -100  # a label the loss skips: F.cross_entropy's default ignore_index
 
 
 def encode(backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -72,6 +74,7 @@ class Task:
 
     name: str = ""
     metric: str = ""  # the main metric, used for early stopping and comparisons
+    metric_scale: float = 1.0  # what the main metric's best value is (100.0 for percentages)
     label_pad: dict[str, int] = {}
     batch_keys: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
@@ -96,6 +99,10 @@ class Task:
         """Metrics over a whole evaluation split, from the gathered per-batch predictions."""
         raise NotImplementedError
 
+    def printed_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The metrics the trainer prints after each epoch (all of them unless a task says otherwise)."""
+        return metrics
+
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable:
         """The dynamic-padding collator for this task."""
         return PaddingCollator(tokenizer.pad_token_id or 0, dict(self.label_pad), self.batch_keys)
@@ -103,16 +110,12 @@ class Task:
     def batch_sampler(self, features: Dataset, batch_size: int, seed: int,
                       group_by_length: bool = True) -> LengthGroupedBatchSampler:
         """The training batch sampler: random batches of similar length (multi-task training overrides it)."""
-        from ..training import LengthGroupedBatchSampler
-
         lengths = [len(x) for x in features["input_ids"]]
         return LengthGroupedBatchSampler(lengths, batch_size, seed, group_by_length)
 
     def evaluate(self, model: nn.Module, features: Dataset, raw: Dataset, tokenizer: PreTrainedTokenizerBase,
                  batch_size: int = 128, device: torch.device | str | None = None) -> dict[str, float]:
         """Metrics of ``model`` on an evaluation split (multi-task training overrides it)."""
-        from ..training import evaluate
-
         return evaluate(model, self, features, raw, tokenizer, batch_size, device)
 
     def build_model(self, backbone: nn.Module, dropout: float = 0.1) -> TaskModel:

@@ -81,7 +81,7 @@ class QuestionAnsweringTask(Task):
     batch_keys = ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
 
     def __init__(self, name: str = "squad", n_best: int = 20, max_answer_length: int = 30) -> None:
-        self.name, self.metric = name, "f1"
+        self.name, self.metric, self.metric_scale = name, "f1", 100.0
         self.n_best, self.max_answer_length = n_best, max_answer_length
 
     def tokenize(self, split: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, stride: int = 0,
@@ -94,8 +94,14 @@ class QuestionAnsweringTask(Task):
                          fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "stride": stride,
                                     "train": train})
 
-    def encode_windows(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int, stride: int = 0,
-                       train: bool = True) -> dict[str, list]:
+    def encode_windows(
+        self,
+        batch: dict[str, list],
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        stride: int = 0,
+        train: bool = True,
+    ) -> dict[str, list]:
         """``tokenize`` for one batch of raw columns (a dict of lists): the windows and their extras."""
         questions = [q.lstrip() for q in batch["question"]]  # leading spaces waste window room
         enc = tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length,

@@ -10,7 +10,9 @@ from transformers import PreTrainedTokenizerBase
 
 from .base import Task
 
-__all__ = ["ClassificationHead", "SequenceClassificationTask", "pool"]
+__all__ = ["ClassificationHead", "SequenceClassificationTask", "pool", "SST2_LABELS"]
+
+SST2_LABELS = ("negative", "positive")  # SST-2's label names, in label-id order
 
 POOLING = ("mean", "cls")
 
@@ -30,7 +32,9 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str = "
 class ClassificationHead(nn.Module):
     """Pool the sequence, then dropout and one linear layer to the class logits."""
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float = 0.1, pooling: str = "mean") -> None:
+    def __init__(
+        self, hidden_size: int, num_labels: int, dropout: float = 0.1, pooling: str = "mean"
+    ) -> None:
         super().__init__()
         if pooling not in POOLING:
             raise ValueError(f"unknown pooling {pooling!r}; allowed: {', '.join(POOLING)}")
@@ -46,8 +50,13 @@ class ClassificationHead(nn.Module):
 class SequenceClassificationTask(Task):
     """A single-sentence classification task such as SST-2."""
 
-    def __init__(self, name: str = "sst2", text_column: str = "sentence", labels: tuple[str, ...] = ("negative", "positive"),
-                 pooling: str = "mean") -> None:
+    def __init__(
+        self,
+        name: str = "sst2",
+        text_column: str = "sentence",
+        labels: tuple[str, ...] = SST2_LABELS,
+        pooling: str = "mean",
+    ) -> None:
         self.name, self.metric = name, "accuracy"
         self.text_column, self.labels, self.pooling = text_column, labels, pooling
 
@@ -68,7 +77,9 @@ class SequenceClassificationTask(Task):
         """Cross-entropy against the labels."""
         return F.cross_entropy(logits.float(), batch["labels"])
 
-    def predict(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted class ids and gold labels for one batch."""
         return logits.argmax(-1).cpu(), batch["labels"].cpu()
 

@@ -12,11 +12,9 @@ from transformers import PreTrainedTokenizerBase
 
 from ..data import NER_LABELS
 from ..metrics import entity_scores
-from .base import Task
+from .base import IGNORE_INDEX, Task
 
 __all__ = ["IGNORE_INDEX", "TokenClassificationHead", "TokenClassificationTask", "align_labels"]
-
-IGNORE_INDEX = -100  # F.cross_entropy's default ignore_index
 
 
 def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:
@@ -57,7 +55,9 @@ class TokenClassificationTask(Task):
         def fn(batch):
             enc = tokenizer(batch[self.tokens_column], is_split_into_words=True, truncation=True,
                             max_length=max_length)
-            enc["labels"] = [align_labels(enc.word_ids(i), tags) for i, tags in enumerate(batch[self.tags_column])]
+            enc["labels"] = [
+                align_labels(enc.word_ids(i), tags) for i, tags in enumerate(batch[self.tags_column])
+            ]
             return enc
         return split.map(fn, batched=True, remove_columns=split.column_names)
 
@@ -67,13 +67,26 @@ class TokenClassificationTask(Task):
 
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token-level cross-entropy, ignoring sub-word continuations, special tokens and padding."""
-        return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(
+            logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE_INDEX
+        )
 
-    def predict(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> list[tuple[list[int], list[int]]]:
+    def predict(
+        self, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> list[tuple[list[int], list[int]]]:
         """Per sentence: (predicted, gold) tag ids at the labelled (first sub-token) positions."""
         pred, gold = logits.argmax(-1).cpu(), batch["labels"].cpu()
         keep = gold != IGNORE_INDEX
         return [(p[k].tolist(), g[k].tolist()) for p, g, k in zip(pred, gold, keep, strict=True)]
+
+    def printed_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The overall precision, recall and F1; the per-entity-type scores stay in the history."""
+        return {k: v for k, v in metrics.items() if k.rpartition("_")[2] not in self.entity_types}
+
+    @property
+    def entity_types(self) -> set[str]:
+        """The entity types of the tag set (``B-PER`` → ``PER``)."""
+        return {label[2:] for label in self.labels if label != "O"}
 
     def compute_metrics(self, predictions: list[list[tuple[list[int], list[int]]]], features: Dataset,
                         raw: Dataset) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""The opt-in CPU speed-ups: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA, compact embeddings."""
+"""The opt-in CPU speed-ups: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA, compact
+embeddings."""
 
 import contextlib
 import copy
@@ -7,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from hft_lessons import cpu_speedups
 from hft_lessons.backbone import load_backbone
-from hft_lessons.cpu_speedups import (
+from hft_lessons.data import load_samples
+from hft_lessons.methods import prepare_model
+from hft_lessons.speedups import kernels
+from hft_lessons.speedups.kernels import (
     ATTENTION_NAME,
     ROW_MULTIPLE,
     AttentionFunction,
@@ -25,14 +28,11 @@ from hft_lessons.cpu_speedups import (
     numpy_dropout,
     onednn_is_faster,
     onednn_linear,
-    own_weights,
     packed_layers,
     patched_dropout,
 )
-from hft_lessons.data import load_samples
-from hft_lessons.methods import prepare_model
 from hft_lessons.tasks import get_task
-from hft_lessons.training import TrainConfig, train
+from hft_lessons.training import TrainConfig, own_weights, train
 
 
 def test_keep_mask_has_the_dropout_rate_and_the_unbiased_scale():
@@ -40,7 +40,8 @@ def test_keep_mask_has_the_dropout_rate_and_the_unbiased_scale():
     keep, scale = dropout_keep_mask((1000, 1000), 0.1)
     assert keep.dtype == torch.bool and keep.shape == (1000, 1000)
     assert abs(keep.float().mean().item() - 0.9) < 0.002
-    assert scale == pytest.approx(65536 / (65536 - 6554))  # P(keep) is quantised to 1/65536; the scale matches it
+    # P(keep) is quantised to 1/65536; the scale matches it
+    assert scale == pytest.approx(65536 / (65536 - 6554))
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.0"):
         dropout_keep_mask((3,), 1.0)
 
@@ -121,15 +122,15 @@ def test_clipping_inside_needs_a_fused_optimizer():
         clip_into_optimizer(torch.optim.SGD(lin.parameters(), lr=0.1), lin.parameters(), 1.0)
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "hybrid"])
+@pytest.mark.parametrize(
+    "method", ["full", pytest.param("lora", marks=pytest.mark.slow), pytest.param("hybrid", marks=pytest.mark.slow)]
+)
 def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(method, monkeypatch):
     """With every dropout at 0 the speed-ups (folded clipping, and by method the compact embedding table or the
     fused LoRA projections) change rounding, not the maths."""
-    from hft_lessons import cpu_speedups
-
     used = {"compact_steps": 0, "fused_calls": 0, "attention_calls": 0, "packed_calls": 0}
-    after_step, fused_forward = cpu_speedups.CompactEmbedding.after_step, cpu_speedups._fused_lora_forward
-    attention, packed = cpu_speedups.AttentionFunction.forward, cpu_speedups.PackedAttentionFunction.forward
+    after_step, fused_forward = kernels.CompactEmbedding.after_step, kernels._fused_lora_forward
+    attention, packed = kernels.AttentionFunction.forward, kernels.PackedAttentionFunction.forward
 
     def count_step(self, lr, weight_decay):
         used["compact_steps"] += 1
@@ -139,18 +140,18 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
         used["fused_calls"] += 1
         return fused_forward(self, x)
 
-    monkeypatch.setattr(cpu_speedups.CompactEmbedding, "after_step", count_step)
     def count_attention(ctx, *args):
         used["attention_calls"] += 1
         return attention(ctx, *args)
 
-    monkeypatch.setattr(cpu_speedups, "_fused_lora_forward", count_fused)
     def count_packed(ctx, *args):
         used["packed_calls"] += 1
         return packed(ctx, *args)
 
-    monkeypatch.setattr(cpu_speedups.AttentionFunction, "forward", staticmethod(count_attention))
-    monkeypatch.setattr(cpu_speedups.PackedAttentionFunction, "forward", staticmethod(count_packed))
+    monkeypatch.setattr(kernels.CompactEmbedding, "after_step", count_step)
+    monkeypatch.setattr(kernels, "_fused_lora_forward", count_fused)
+    monkeypatch.setattr(kernels.AttentionFunction, "forward", staticmethod(count_attention))
+    monkeypatch.setattr(kernels.PackedAttentionFunction, "forward", staticmethod(count_packed))
     task = get_task("sst2")
     tok, _ = load_backbone("tiny-random-bert", verbose=False)
     ds = load_samples("sst2")
@@ -162,8 +163,15 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0  # attention dropout reads its module's p too
-        result = train(model, task, train_f, eval_f, ds["validation"], tok,
-                       TrainConfig(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
+        result = train(
+            model,
+            task,
+            train_f,
+            eval_f,
+            ds["validation"],
+            tok,
+            TrainConfig(lr=1e-3, epochs=2, batch_size=16, log_every=1, progress=False, fast_cpu=fast),
+        )
         runs.append((model, [h["loss"] for h in result.history if "loss" in h], result.metrics))
     (default, losses, metrics), (fast, fast_losses, fast_metrics) = runs
     assert (used["compact_steps"] == len(losses)) == (method == "full")  # one per optimizer step, full only
@@ -172,7 +180,8 @@ def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(met
     assert all(m.config._attn_implementation == "sdpa" for m in fast.modules() if hasattr(m, "config"))
     assert fast_losses == pytest.approx(losses, rel=1e-4)
     assert fast_metrics == pytest.approx(metrics, abs=1e-9)  # evaluated (partly) through the compact table
-    assert [n for n, _ in default.named_parameters()] == [n for n, _ in fast.named_parameters()]  # all put back
+    # all put back
+    assert [n for n, _ in default.named_parameters()] == [n for n, _ in fast.named_parameters()]
     assert "forward" not in fast.__dict__ and not any("forward" in m.__dict__ for m in fast.modules())
     for (name, p), q in zip(default.named_parameters(), fast.parameters(), strict=True):
         assert p.requires_grad == q.requires_grad, name
@@ -214,9 +223,14 @@ def test_fused_lora_has_the_plain_outputs_and_gradients(bias_trains):
 
 def test_lora_function_passes_gradcheck():
     torch.manual_seed(0)
-    args = [torch.randn(4, 6, dtype=torch.double, requires_grad=True), torch.randn(5, 6, dtype=torch.double),
-            torch.randn(5, dtype=torch.double, requires_grad=True), torch.randn(3, 6, dtype=torch.double, requires_grad=True),
-            torch.randn(5, 3, dtype=torch.double, requires_grad=True), 0.7]
+    args = [
+        torch.randn(4, 6, dtype=torch.double, requires_grad=True),
+        torch.randn(5, 6, dtype=torch.double),
+        torch.randn(5, dtype=torch.double, requires_grad=True),
+        torch.randn(3, 6, dtype=torch.double, requires_grad=True),
+        torch.randn(5, 3, dtype=torch.double, requires_grad=True),
+        0.7,
+    ]
     assert torch.autograd.gradcheck(LoraFunction.apply, args)
 
 
@@ -236,12 +250,22 @@ def _embedding_model() -> nn.Module:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    return BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    return BertModel(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    )
 
 
 def test_compact_embedding_table_trains_like_the_full_one():
-    """AdamW with weight decay over the whole table vs over the rows the data reaches: the same table after."""
+    """AdamW with weight decay over the whole table vs over the rows the data reaches: the same table
+    after."""
     train_ids = [[1, 5, 7, 9], [2, 5, 11], [7, 3, 4]]  # 0 is padding; 12..49 never seen in training
     batches = [torch.tensor([[1, 5, 7, 9], [2, 5, 11, 0]]), torch.tensor([[7, 3, 4]])] * 3
     unseen = torch.tensor([[12, 5, 30, 0]])
@@ -260,11 +284,16 @@ def test_compact_embedding_table_trains_like_the_full_one():
                     sched.step()
                     opt.zero_grad()
                     with torch.no_grad():
-                        seen.append(model(unseen).last_hidden_state)  # rows outside the training data, mid-run
+                        # rows outside the training data, mid-run
+                        seen.append(model(unseen).last_hidden_state)
         results.append((model.get_input_embeddings().weight.detach().clone(), seen))
-        assert isinstance(model.get_input_embeddings(), nn.Embedding) and model.get_input_embeddings().weight.requires_grad
+        assert (
+            isinstance(model.get_input_embeddings(), nn.Embedding)
+            and model.get_input_embeddings().weight.requires_grad
+        )
     (full, seen_full), (compacted_table, seen_compact) = results
-    assert (full[12:] != _embedding_model().get_input_embeddings().weight[12:]).all()  # weight decay moved them
+    # weight decay moved them
+    assert (full[12:] != _embedding_model().get_input_embeddings().weight[12:]).all()
     assert torch.allclose(full, compacted_table, atol=1e-6, rtol=1e-5)
     for a, b in zip(seen_full, seen_compact, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
@@ -296,7 +325,8 @@ def test_follow_optimizer_needs_adamw_training_the_compact_table():
 
 
 def _heads(b=3, t=5, h=2, d=4, dtype=torch.float32):
-    """q, k, v as Hugging Face hands them over: [batch, heads, tokens, head_dim] views of [batch, tokens, hidden]."""
+    """q, k, v as Hugging Face hands them over: [batch, heads, tokens, head_dim] views of [batch, tokens,
+    hidden]."""
     return [torch.randn(b, t, h * d, dtype=dtype, requires_grad=True) for _ in range(3)]
 
 
@@ -355,7 +385,9 @@ def test_attention_function_passes_gradcheck():
     torch.manual_seed(0)
     q, k, v = (_split(x.detach().requires_grad_()) for x in _heads(2, 3, 2, 2, torch.double))
     mask = torch.tensor([True, True, False]).view(1, 1, 1, 3).expand(2, 1, 3, 3)
-    assert torch.autograd.gradcheck(lambda q, k, v: AttentionFunction.apply(q, k, v, mask, 0.0, 0.6), (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: AttentionFunction.apply(q, k, v, mask, 0.0, 0.6), (q, k, v)
+    )
 
 
 def test_cpu_attention_gives_a_bert_its_sdpa_outputs_and_puts_sdpa_back():
@@ -377,7 +409,9 @@ def test_cpu_attention_gives_a_bert_its_sdpa_outputs_and_puts_sdpa_back():
 
 def test_packed_attention_matches_padded_attention_on_the_real_tokens():
     torch.manual_seed(0)
-    keep = torch.tensor([[True, True, True, False, False], [True, True, True, True, True], [True, True, False, False, False]])
+    keep = torch.tensor(
+        [[True, True, True, False, False], [True, True, True, True, True], [True, True, False, False, False]]
+    )
     base = _heads()
     weights = torch.randn(3, 5, 8)
     index = keep.reshape(-1).nonzero().squeeze(1)
@@ -388,7 +422,11 @@ def test_packed_attention_matches_padded_attention_on_the_real_tokens():
             loss = (out * weights[keep]).sum()
         else:
             q, k, v = (_split(x) for x in base)
-            out = AttentionFunction.apply(q, k, v, keep[:, None, None, :], 0.0, 0.4).transpose(1, 2).reshape(3, 5, 8)
+            out = (
+                AttentionFunction.apply(q, k, v, keep[:, None, None, :], 0.0, 0.4)
+                .transpose(1, 2)
+                .reshape(3, 5, 8)
+            )
             loss, out = (out * weights)[keep].sum(), out[keep]
         loss.backward()
         results.append((out.detach(), [x.grad.clone() for x in base]))
@@ -419,7 +457,9 @@ def test_packed_layers_give_the_real_tokens_the_padded_outputs_and_gradients():
             out = bert(**batch).last_hidden_state
         weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
         (out[keep] * weights[keep]).sum().backward()
-        results.append((out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None}))
+        results.append(
+            (out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None})
+        )
     (out0, grads0), (out1, grads1) = results
     assert torch.allclose(out0[keep], out1[keep], atol=1e-5)
     assert not out1[~keep].any()  # padding positions: zeros
@@ -434,7 +474,8 @@ def test_packed_layers_give_the_real_tokens_the_padded_outputs_and_gradients():
 
 @pytest.mark.parametrize("method", ["adapter", "ia3", "prefix", "unipelt"])
 def test_fast_cpu_leaves_the_other_methods_their_maths(method):
-    """Methods that hook or widen attention (prefixes, gates) keep the layer's own forward; all train as by default."""
+    """Methods that hook or widen attention (prefixes, gates) keep the layer's own forward; all train as by
+    default."""
     task = get_task("sst2")
     tok, _ = load_backbone("tiny-random-bert", verbose=False)
     ds = load_samples("sst2")
@@ -445,19 +486,28 @@ def test_fast_cpu_leaves_the_other_methods_their_maths(method):
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
-        result = train(model, task, train_f, None, None, tok,
-                       TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
+        result = train(
+            model,
+            task,
+            train_f,
+            None,
+            None,
+            tok,
+            TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast),
+        )
         losses.append([h["loss"] for h in result.history if "loss" in h])
     assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-4)
 
 
-onednn = pytest.mark.skipif(cpu_speedups._onednn_op() is None, reason="this torch build has no oneDNN linear operator")
+onednn = pytest.mark.skipif(
+    kernels._onednn_op() is None, reason="this torch build has no oneDNN linear operator"
+)
 
 
 @pytest.fixture
 def force_onednn(monkeypatch):
     """Make :func:`onednn_linear` switch over whatever this machine measured."""
-    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), True)
+    monkeypatch.setitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), True)
 
 
 @onednn
@@ -500,34 +550,34 @@ def test_onednn_linear_switches_the_linear_layers_and_puts_them_back(force_onedn
 
     monkeypatch.setattr(OneDnnLinearFunction, "forward", staticmethod(spy))
     with onednn_linear(model) as switched:
-        assert switched == 2 and cpu_speedups._USE_ONEDNN[0]
+        assert switched == 2 and kernels._USE_ONEDNN[0]
         out = model(x)
         model(x[:8])  # 8 rows: MKL's
     assert calls == [(128, 96)]  # the 2-way classifier and the 8-row batch stayed with MKL
     assert torch.allclose(ref, out, rtol=1e-5, atol=1e-5)
-    assert not cpu_speedups._USE_ONEDNN[0] and not any("forward" in m.__dict__ for m in model.modules())
+    assert not kernels._USE_ONEDNN[0] and not any("forward" in m.__dict__ for m in model.modules())
 
 
 def test_onednn_linear_changes_nothing_where_mkl_is_as_fast(monkeypatch):
-    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), False)
+    monkeypatch.setitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), False)
     model = _linear_stack()
     with onednn_linear(model) as switched:
-        assert switched == 0 and not cpu_speedups._USE_ONEDNN[0]
+        assert switched == 0 and not kernels._USE_ONEDNN[0]
         assert not any("forward" in m.__dict__ for m in model.modules())
 
 
 def test_onednn_is_faster_measures_once_per_thread_count(monkeypatch):
     threads = torch.get_num_threads()
-    monkeypatch.delitem(cpu_speedups._ONEDNN_FASTER, threads, raising=False)
+    monkeypatch.delitem(kernels._ONEDNN_FASTER, threads, raising=False)
     answer = onednn_is_faster()
-    assert isinstance(answer, bool) and cpu_speedups._ONEDNN_FASTER[threads] is answer
-    monkeypatch.setitem(cpu_speedups._ONEDNN_FASTER, threads, not answer)  # cached: not measured again
+    assert isinstance(answer, bool) and kernels._ONEDNN_FASTER[threads] is answer
+    monkeypatch.setitem(kernels._ONEDNN_FASTER, threads, not answer)  # cached: not measured again
     assert onednn_is_faster() is (not answer)
 
 
 def test_onednn_timing_leaves_the_global_rng_alone(monkeypatch):
     # else the first fast_cpu run of a process gets other dropout masks than later ones (a resumed run, say)
-    monkeypatch.delitem(cpu_speedups._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
+    monkeypatch.delitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
     before = torch.get_rng_state()
     onednn_is_faster()
     assert torch.equal(torch.get_rng_state(), before)
@@ -570,7 +620,9 @@ def test_packed_layers_with_onednn_pad_the_rows_and_keep_the_padded_results(forc
             out = bert(**batch).last_hidden_state
             weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
             (out[keep] * weights[keep]).sum().backward()
-        results.append((out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None}))
+        results.append(
+            (out.detach(), {n: p.grad.clone() for n, p in bert.named_parameters() if p.grad is not None})
+        )
     assert rows and all(r % ROW_MULTIPLE == 0 for r in rows)  # every product in the layers ran on padded rows
     (out0, grads0), (out1, grads1) = results
     assert torch.allclose(out0[keep], out1[keep], atol=1e-5)
@@ -609,7 +661,9 @@ def test_own_weights_copies_trainable_weights_and_keeps_parameters_and_ties():
     head.weight = emb.weight  # tied
     frozen.requires_grad_(False)
     model = nn.ModuleList([emb, head, frozen])
-    before = {n: (p, p.data_ptr(), p.detach().clone()) for n, p in model.named_parameters(remove_duplicate=False)}
+    before = {
+        n: (p, p.data_ptr(), p.detach().clone()) for n, p in model.named_parameters(remove_duplicate=False)
+    }
     copied = own_weights(model)
     assert copied == 4 * (40 + 10)  # the tied table once, the head's bias; not the frozen layer
     for name, (param, ptr, value) in before.items():
@@ -630,8 +684,11 @@ def test_own_weights_moves_pretrained_weights_out_of_the_file_mapping():
     _, bert = load_backbone(str(packaged_minilm_path()), verbose=False)
 
     def mapped() -> int:
-        spans = [tuple(int(a, 16) for a in line.split()[0].split("-"))
-                 for line in Path("/proc/self/maps").read_text().splitlines() if line.endswith(".safetensors")]
+        spans = [
+            tuple(int(a, 16) for a in line.split()[0].split("-"))
+            for line in Path("/proc/self/maps").read_text().splitlines()
+            if line.endswith(".safetensors")
+        ]
         return sum(any(lo <= p.data_ptr() < hi for lo, hi in spans) for p in bert.parameters())
 
     if mapped() == 0:
@@ -643,16 +700,17 @@ def test_own_weights_moves_pretrained_weights_out_of_the_file_mapping():
 @onednn
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_fast_cpu_training_with_onednn_follows_the_default_run(method, force_onednn, monkeypatch):
-    """A BERT wide enough for oneDNN, dropout 0: fast_cpu (oneDNN products, padded packed rows) trains as by default."""
+    """A BERT wide enough for oneDNN, dropout 0: fast_cpu (oneDNN products, padded packed rows) trains as by
+    default."""
     rows = []
-    multiply = cpu_speedups._onednn_mm
+    multiply = kernels._onednn_mm
 
     def spy(a, b_t, bias=None):
         if a.is_contiguous():  # forward and input-gradient products (weight gradients take transposed views)
             rows.append(a.shape[0])
         return multiply(a, b_t, bias)
 
-    monkeypatch.setattr(cpu_speedups, "_onednn_mm", spy)
+    monkeypatch.setattr(kernels, "_onednn_mm", spy)
     task = get_task("sst2")
     ds = load_samples("sst2")
     losses = []
@@ -663,9 +721,16 @@ def test_fast_cpu_training_with_onednn_follows_the_default_run(method, force_one
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
         train_f = task.tokenize(ds["train"].select(range(64)), tok, 64)
-        result = train(model, task, train_f, None, None, tok,
-                       TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast))
+        result = train(
+            model,
+            task,
+            train_f,
+            None,
+            None,
+            tok,
+            TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=1, progress=False, fast_cpu=fast),
+        )
         losses.append([h["loss"] for h in result.history if "loss" in h])
     assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-4)
     assert rows and all(r % ROW_MULTIPLE == 0 for r in rows)  # LoRA's projections included
-    assert not cpu_speedups._USE_ONEDNN[0]
+    assert not kernels._USE_ONEDNN[0]

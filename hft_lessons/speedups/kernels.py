@@ -28,17 +28,14 @@ layer's forward, input gradient and weight gradient there, and :func:`onednn_lin
 linear layers over only where :func:`onednn_is_faster` measured oneDNN ahead on this machine. oneDNN
 builds a kernel for every new number of rows (about 3 ms), so packed layers pad their rows up to a multiple
 of :data:`ROW_MULTIPLE`.
-One helper here is not opt-in: :func:`own_weights` changes no value (it copies weights that still live in the
-model file's mapping into memory of their own), so the trainer applies it on every CPU run.
-The others leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so
-the trainer uses them only when asked (``TrainConfig(fast_cpu=True)``).
+They leave the update unchanged (dropout: its expectation) but change the numbers a run produces, so the
+trainer uses them only when asked (``TrainConfig(fast_cpu=True)``, through :class:`~.plugin.FastCpu`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import time
 import types
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,13 +43,35 @@ from typing import Any
 
 import numpy as np
 import torch
+import transformers
 from torch import nn
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-__all__ = ["dropout_keep_mask", "dropout_scale_mask", "numpy_dropout", "patched_dropout", "clip_into_optimizer",
-           "fuses_clipping", "LoraFunction", "fused_lora", "AttentionFunction", "PackedAttentionFunction",
-           "cpu_attention_forward", "cpu_attention", "packed_layers", "CompactEmbedding", "compact_embeddings",
-           "follow_optimizer", "OneDnnLinearFunction", "onednn_is_faster", "onednn_linear", "own_weights",
-           "ROW_MULTIPLE"]
+from ..delta.lora import LoraLinear
+from ..runtime import best_time
+
+__all__ = [
+    "dropout_keep_mask",
+    "dropout_scale_mask",
+    "numpy_dropout",
+    "patched_dropout",
+    "clip_into_optimizer",
+    "fuses_clipping",
+    "LoraFunction",
+    "fused_lora",
+    "AttentionFunction",
+    "PackedAttentionFunction",
+    "cpu_attention_forward",
+    "cpu_attention",
+    "packed_layers",
+    "CompactEmbedding",
+    "compact_embeddings",
+    "follow_optimizer",
+    "OneDnnLinearFunction",
+    "onednn_is_faster",
+    "onednn_linear",
+    "ROW_MULTIPLE",
+]
 
 _LEVELS = 1 << 16  # masks compare 16-bit random integers with a threshold
 
@@ -74,7 +93,9 @@ def dropout_keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[to
     return keep, _LEVELS / (_LEVELS - threshold)
 
 
-def dropout_scale_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dropout_scale_mask(
+    shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """:func:`dropout_keep_mask` as one factor per entry: 0 where dropped, 1 / P(keep) where kept."""
     keep, scale = dropout_keep_mask(shape, p)
     return keep.to(dtype).mul_(scale)
@@ -112,14 +133,17 @@ def patched_dropout(model: nn.Module) -> Iterator[int]:
 
     Attention-probability dropout is not an ``nn.Dropout`` call: :func:`cpu_attention` draws it with NumPy.
     """
-    with _forwards_replaced([m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace],
-                            _dropout_forward) as patched:
+    with _forwards_replaced(
+        [m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace], _dropout_forward
+    ) as patched:
         yield patched
 
 
 def fuses_clipping(optimizer: torch.optim.Optimizer) -> bool:
     """True when ``optimizer`` is a fused Adam/AdamW that can apply the clipping scale inside its kernel."""
-    return isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and bool(optimizer.defaults.get("fused"))
+    return isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and bool(
+        optimizer.defaults.get("fused")
+    )
 
 
 @torch.no_grad()
@@ -141,7 +165,8 @@ def clip_into_optimizer(optimizer: torch.optim.Optimizer, parameters: Iterable[n
     optimizer.grad_scale = (1.0 / coef).to(torch.float32).reshape(())  # type: ignore[attr-defined]
     return norm
 
-ROW_MULTIPLE = 64  # packed layers pad their token rows to a multiple of this: few distinct oneDNN kernels per run
+# packed layers pad their token rows to a multiple of this: few distinct oneDNN kernels per run
+ROW_MULTIPLE = 64
 _MIN_SIZE = 64  # smaller matrices (a pooler over [CLS] rows, a 2-way classifier) stay with MKL
 
 
@@ -180,8 +205,14 @@ class OneDnnLinearFunction(torch.autograd.Function):
 
 def _onednn_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """True for float32 CPU products big enough for oneDNN to win (no autocast, no tiny dimension)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and not _cpu_autocast() and min(weight.shape) >= _MIN_SIZE and x.numel() >= _MIN_SIZE * x.shape[-1])
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not _cpu_autocast()
+        and min(weight.shape) >= _MIN_SIZE
+        and x.numel() >= _MIN_SIZE * x.shape[-1]
+    )
 
 
 _ONEDNN_FASTER: dict[int, bool] = {}
@@ -202,19 +233,9 @@ def onednn_is_faster(min_gain: float = 1.15) -> bool:
         # fast_cpu run of a process would see other dropout masks than every later one
         rng = torch.Generator().manual_seed(0)
         x, w, g = (torch.randn(*shape, generator=rng) for shape in ((512, 384), (1536, 384), (512, 1536)))
-
-        def best(fn: Any) -> float:
-            fn()
-            times = []
-            for _ in range(5):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return min(times)
-
-        mkl = best(lambda: (x @ w.t(), g.t() @ x))
+        mkl = best_time(lambda: (x @ w.t(), g.t() @ x))
         try:
-            dnnl = best(lambda: (_onednn_mm(x, w), _onednn_mm(g.t(), x.t())))
+            dnnl = best_time(lambda: (_onednn_mm(x, w), _onednn_mm(g.t(), x.t())))
         except RuntimeError:  # a build whose operator takes other arguments
             dnnl = math.inf
         _ONEDNN_FASTER[threads] = mkl >= min_gain * dnnl
@@ -242,38 +263,31 @@ def onednn_linear(model: nn.Module) -> Iterator[int]:
         return
     _USE_ONEDNN[0] = True
     try:
-        with _forwards_replaced([m for m in model.modules() if type(m) is nn.Linear], _onednn_linear_forward) as n:
+        with _forwards_replaced(
+            [m for m in model.modules() if type(m) is nn.Linear], _onednn_linear_forward
+        ) as n:
             yield n
     finally:
         _USE_ONEDNN[0] = False
 
 
-@torch.no_grad()
-def own_weights(model: nn.Module) -> int:
-    """Copy the trainable CPU parameters into memory of their own; return how many bytes were copied.
-
-    ``from_pretrained`` maps the safetensors file privately and hands out parameters that live in that
-    mapping. The first optimizer step then copies each 4 KB page on write, and every such copy flushes the
-    page from all cores' TLBs: the first step of MiniLM full fine-tuning took about 2.5 s longer on the 2-core
-    benchmark machine; a copy in one pass beforehand takes about 20 ms. Values, ``Parameter`` objects and
-    ties stay the same.
-    """
-    copied = 0
-    for p in {id(p): p for p in model.parameters()}.values():
-        if p.requires_grad and p.device.type == "cpu":
-            p.data = p.data.clone(memory_format=torch.contiguous_format)
-            copied += p.numel() * p.element_size()
-    return copied
-
-
 class LoraFunction(torch.autograd.Function):
-    """``x Wᵀ + b + s·(x Aᵀ) Bᵀ`` with the low-rank term accumulated inside the matrix multiplies (W frozen)."""
+    """``x Wᵀ + b + s·(x Aᵀ) Bᵀ`` with the low-rank term accumulated inside the matrix multiplies (W
+    frozen)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lora_a: torch.Tensor,
-                lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        lora_a: torch.Tensor,
+        lora_b: torch.Tensor,
+        scaling: float,
+    ) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
-        u = (lora_a @ x2.t()).t()  # [tokens, r], computed as a wide [r, tokens] product (faster, see backward)
+        # [tokens, r], computed as a wide [r, tokens] product (faster, see backward)
+        u = (lora_a @ x2.t()).t()
         dnnl = _USE_ONEDNN[0] and _onednn_fits(x2, weight)
         if dnnl:
             x2 = x2.contiguous()
@@ -324,8 +338,16 @@ def _attention_core(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     return out, probs, dropped, factors
 
 
-def _attention_core_backward(g: torch.Tensor, qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, probs: torch.Tensor,
-                             dropped: torch.Tensor, factors: torch.Tensor | None, scale: float) -> tuple[torch.Tensor, ...]:
+def _attention_core_backward(
+    g: torch.Tensor,
+    qs: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    probs: torch.Tensor,
+    dropped: torch.Tensor,
+    factors: torch.Tensor | None,
+    scale: float,
+) -> tuple[torch.Tensor, ...]:
     """Gradients of :func:`_attention_core` for q (unscaled), k and v; ``g`` is contiguous like the output."""
     b, h, t, d = qs.shape
     s = k.shape[2]
@@ -350,8 +372,15 @@ class AttentionFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, p: float,
-                scale: float) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        p: float,
+        scale: float,
+    ) -> torch.Tensor:
         qs = torch.mul(q, scale, out=torch.empty(q.shape, dtype=q.dtype, device=q.device))
         k, v = k.contiguous(), v.contiguous()
         out, probs, dropped, factors = _attention_core(qs, k, v, mask, p)
@@ -375,8 +404,17 @@ class PackedAttentionFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor, keep: torch.Tensor,
-                heads: int, p: float, scale: float) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        index: torch.Tensor,
+        keep: torch.Tensor,
+        heads: int,
+        p: float,
+        scale: float,
+    ) -> torch.Tensor:
         b, t = keep.shape
         d = q.shape[-1] // heads
         real, rows = index.numel(), q.shape[0]
@@ -384,7 +422,9 @@ class PackedAttentionFunction(torch.autograd.Function):
 
         def unpack(x: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
             # zeros at padding (0 x NaN is NaN), written only there: the real rows are copied in next
-            grid = x.new_empty(b * t, x.shape[-1]).index_fill_(0, padding, 0.0).index_copy_(0, index, x[:real])
+            grid = (
+                x.new_empty(b * t, x.shape[-1]).index_fill_(0, padding, 0.0).index_copy_(0, index, x[:real])
+            )
             heads_first = grid.view(b, t, heads, d).transpose(1, 2)
             return torch.mul(heads_first, factor, out=x.new_empty(heads_first.shape))
 
@@ -409,21 +449,28 @@ class PackedAttentionFunction(torch.autograd.Function):
         return (*(ctx.pack(g) for g in grads), None, None, None, None, None)
 
 
-ATTENTION_NAME = "hft_cpu"  # the name :func:`cpu_attention` registers with Hugging Face's attention interfaces
+# the name :func:`cpu_attention` registers with Hugging Face's attention interfaces
+ATTENTION_NAME = "hft_cpu"
 
 
-def cpu_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                          attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                          **kwargs: Any) -> tuple[torch.Tensor, None]:
+def cpu_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """A Hugging Face attention function: :class:`AttentionFunction` on the CPU, SDPA's function otherwise."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     plain = (query.device.type == "cpu" and query.dtype == torch.float32 and not _cpu_autocast()
              and query.shape[1] == key.shape[1] and not getattr(module, "is_causal", False)
              and not any(kwargs.get(name) is not None for name in ("position_bias", "softcap", "is_causal")))
     if not plain:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     out = AttentionFunction.apply(query, key, value, attention_mask, dropout, scale)
     return out.transpose(1, 2).contiguous(), None
@@ -437,13 +484,15 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
     mask format from ``config._attn_implementation``); models with other attention are left alone.
     """
     try:
+        # imported here: older transformers lack pluggable attention, and then SDPA stays as it is
         from transformers import AttentionInterface, AttentionMaskInterface
         from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-    except ImportError:  # transformers without pluggable attention: SDPA as it is
+    except ImportError:
         yield 0
         return
     AttentionInterface.register(ATTENTION_NAME, cpu_attention_forward)
-    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # the same boolean masks
+    # the same boolean masks
+    AttentionMaskInterface.register(ATTENTION_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None
                and getattr(c, "_attn_implementation", None) == "sdpa"}
     for config in configs.values():
@@ -456,43 +505,71 @@ def cpu_attention(model: nn.Module) -> Iterator[int]:
 
 
 def _padding_keep(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
-    """The ``[batch, length]`` real-token mask behind a padding-only attention mask, or None if there is none."""
-    if (hidden.device.type != "cpu" or hidden.dtype != torch.float32 or _cpu_autocast() or mask is None
-            or mask.dtype != torch.bool or mask.shape != (hidden.shape[0], 1, hidden.shape[1], hidden.shape[1])):
+    """The ``[batch, length]`` real-token mask behind a padding-only attention mask, or None if there is
+    none."""
+    if (
+        hidden.device.type != "cpu"
+        or hidden.dtype != torch.float32
+        or _cpu_autocast()
+        or mask is None
+        or mask.dtype != torch.bool
+        or mask.shape != (hidden.shape[0], 1, hidden.shape[1], hidden.shape[1])
+    ):
         return None
-    keep = mask[:, 0, 0, :]  # what the first token may attend to: the real tokens, if the mask is padding only
+    # what the first token may attend to: the real tokens, if the mask is padding only
+    keep = mask[:, 0, 0, :]
     if bool(keep.all()) or not torch.equal(mask, keep[:, None, None, :].expand_as(mask)):
         return None
     return keep
 
 
-def _packed_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                          encoder_hidden_states: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+def _packed_layer_forward(
+    self: nn.Module,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    encoder_hidden_states: torch.Tensor | None = None,
+    *args: Any,
+    **kwargs: Any,
+) -> torch.Tensor:
     keep = _padding_keep(hidden_states, attention_mask)
-    if (keep is None or encoder_hidden_states is not None or args or kwargs.get("output_attentions")
-            or any(kwargs.get(name) is not None for name in ("encoder_attention_mask", "cache", "past_key_values"))):
+    if (
+        keep is None
+        or encoder_hidden_states is not None
+        or args
+        or kwargs.get("output_attentions")
+        or any(
+            kwargs.get(name) is not None for name in ("encoder_attention_mask", "cache", "past_key_values")
+        )
+    ):
         return type(self).forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
     b, t, hidden = hidden_states.shape
     flat_keep = keep.reshape(-1)
     index, padding = flat_keep.nonzero().squeeze(1), (~flat_keep).nonzero().squeeze(1)
     real = index.numel()
-    multiple = ROW_MULTIPLE if _USE_ONEDNN[0] else 1  # for oneDNN: extra rows repeat the first token, outputs dropped
+    # for oneDNN: extra rows repeat the first token, outputs dropped
+    multiple = ROW_MULTIPLE if _USE_ONEDNN[0] else 1
     rows = -(-real // multiple) * multiple
     gather = torch.cat([index, index[:1].expand(rows - real)]) if rows > real else index
     x = hidden_states.reshape(b * t, hidden).index_select(0, gather).unsqueeze(0)  # [1, rows, hidden]
     attn = self.attention.self
-    context = PackedAttentionFunction.apply(attn.query(x)[0], attn.key(x)[0], attn.value(x)[0], index, keep,
-                                            attn.num_attention_heads, attn.dropout.p if attn.training else 0.0,
-                                            attn.scaling)
+    context = PackedAttentionFunction.apply(
+        attn.query(x)[0],
+        attn.key(x)[0],
+        attn.value(x)[0],
+        index,
+        keep,
+        attn.num_attention_heads,
+        attn.dropout.p if attn.training else 0.0,
+        attn.scaling,
+    )
     out = self.feed_forward_chunk(self.attention.output(context.unsqueeze(0), x))[0]
     grid = hidden_states.new_empty(b * t, hidden).index_fill_(0, padding, 0.0)  # zeros at padding only
     return grid.index_copy(0, index, out[:real]).view(b, t, hidden)
 
 
 def _packable(layer: nn.Module) -> bool:
-    """A Hugging Face BERT layer (transformers >= 5) whose forward, attention and hooks nothing has replaced or added."""
-    import transformers
-
+    """A Hugging Face BERT layer (transformers >= 5) whose forward, attention and hooks nothing has replaced
+    or added."""
     if type(layer).__name__ != "BertLayer" or int(transformers.__version__.split(".")[0]) < 5:
         return False
     attention = getattr(layer, "attention", None)
@@ -540,8 +617,6 @@ def fused_lora(model: nn.Module) -> Iterator[int]:
     Plain means: it wraps an ``nn.Linear`` directly, without LoRA dropout. Others keep their own forward,
     as does any whose base weight trains or that runs under autocast.
     """
-    from .delta.lora import LoraLinear
-
     with _forwards_replaced([m for m in model.modules() if type(m) is LoraLinear and type(m.base) is nn.Linear
                              and isinstance(m.lora_dropout, nn.Identity)], _fused_lora_forward) as patched:
         yield patched
@@ -592,7 +667,9 @@ class CompactEmbedding(nn.Module):
 def _input_embedding_owner(model: nn.Module) -> nn.Module | None:
     """The first submodule that hands out its word-embedding table (a Hugging Face model), or None."""
     for m in model.modules():
-        if callable(getattr(m, "get_input_embeddings", None)) and callable(getattr(m, "set_input_embeddings", None)):
+        if callable(getattr(m, "get_input_embeddings", None)) and callable(
+            getattr(m, "set_input_embeddings", None)
+        ):
             try:
                 if isinstance(m.get_input_embeddings(), nn.Embedding):
                     return m
@@ -602,7 +679,9 @@ def _input_embedding_owner(model: nn.Module) -> nn.Module | None:
 
 
 @contextmanager
-def compact_embeddings(model: nn.Module, input_ids: Sequence[Sequence[int]]) -> Iterator[CompactEmbedding | None]:
+def compact_embeddings(
+    model: nn.Module, input_ids: Sequence[Sequence[int]]
+) -> Iterator[CompactEmbedding | None]:
     """Inside the block the word-embedding table trains only the rows of the tokens in ``input_ids``.
 
     Yields the :class:`CompactEmbedding` (call its ``after_step`` after every optimizer step, or use
@@ -612,8 +691,14 @@ def compact_embeddings(model: nn.Module, input_ids: Sequence[Sequence[int]]) -> 
     """
     owner = _input_embedding_owner(model)
     table = owner.get_input_embeddings() if owner is not None else None
-    if (table is None or not table.weight.requires_grad or table.max_norm is not None or table.scale_grad_by_freq
-            or table.sparse or sum(p is table.weight for m in model.modules() for p in m.parameters(False)) != 1):
+    if (
+        table is None
+        or not table.weight.requires_grad
+        or table.max_norm is not None
+        or table.scale_grad_by_freq
+        or table.sparse
+        or sum(p is table.weight for m in model.modules() for p in m.parameters(False)) != 1
+    ):
         yield None
         return
     ids = np.unique(np.fromiter(itertools.chain.from_iterable(input_ids), dtype=np.int64))
@@ -632,13 +717,18 @@ def compact_embeddings(model: nn.Module, input_ids: Sequence[Sequence[int]]) -> 
 
 @contextmanager
 def follow_optimizer(compact: CompactEmbedding, optimizer: torch.optim.Optimizer) -> Iterator[None]:
-    """Inside the block each real ``optimizer.step()`` records its weight decay on ``compact``'s other rows."""
+    """Inside the block each real ``optimizer.step()`` records its weight decay on ``compact``'s other
+    rows."""
     group = next((g for g in optimizer.param_groups if any(p is compact.weight for p in g["params"])), None)
     if group is None:
         raise ValueError("the optimizer does not train the compact embedding table")
     if not isinstance(optimizer, torch.optim.AdamW):
-        raise ValueError(f"a compact embedding table needs AdamW's decoupled weight decay, got {type(optimizer).__name__}")
-    handle = optimizer.register_step_post_hook(lambda *_: compact.after_step(float(group["lr"]), group["weight_decay"]))
+        raise ValueError(
+            f"a compact embedding table needs AdamW's decoupled weight decay, got {type(optimizer).__name__}"
+        )
+    handle = optimizer.register_step_post_hook(
+        lambda *_: compact.after_step(float(group["lr"]), group["weight_decay"])
+    )
     try:
         yield
     finally:
