@@ -360,17 +360,19 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
                      getattr(args, "temperature", 2.0))
     env = setup(seed=args.seed, profile=args.profile)
     settings = {n: env.profile.task(n) for n in task.names}
+    first = task.names[0]  # the first task's recipe drives the shared backbone
+    run = cli.prepare_multitask(args, task, settings, first, env.profile.backbone)
     raw = {n: cli.load_raw(args, n, settings[n]) for n in task.names}
-    tokenizer, backbone = load_backbone(args.model or env.profile.backbone)
+    tokenizer, backbone = load_backbone(run["backbone_path"], verbose=False)
     train_parts, eval_parts = {}, {}
     for t in task.tasks:
-        s, length = settings[t.name], args.max_length or settings[t.name].max_length
+        s = settings[t.name]
+        length = cli.check_lengths(args, t.name, s, tokenizer, backbone, raw[t.name])
         train_parts[t.name] = t.tokenize(raw[t.name][0], tokenizer, length, s.stride, train=True)
         eval_parts[t.name] = t.tokenize(raw[t.name][1], tokenizer, length, s.stride, train=False)
     train_features, eval_features = MultiTaskDataset(train_parts), MultiTaskDataset(eval_parts)
-    first = task.names[0]  # the first task's recipe drives the shared backbone
     model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
-    output = cli.make_output_dir(args)
+    output = cli.make_output_dir(args, run["config"])
     config = cli.make_train_config(args, args.method, first, settings[first], output,
                                    epochs=max(s.epochs for s in settings.values()),
                                    batch_size=min(s.batch_size for s in settings.values()))
@@ -384,7 +386,7 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
         "train_examples": {n: len(r[0]) for n, r in raw.items()},
         "eval_examples": {n: len(r[1]) for n, r in raw.items()}, "eval_split": args.eval_split,
         "epochs": config.epochs, "lr": config.lr, "seed": args.seed,
-        **cli.cost_metrics(model, result),
+        **cli.cost_metrics(model, result), **cli.run_record(backbone, args, run["config"]),
     }
     cli.finish_run(model, output, metrics)
     return metrics

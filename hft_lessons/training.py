@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import re
 import resource
 import sys
@@ -13,10 +12,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
@@ -30,6 +27,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from . import checkpoint
 from .cpu_speedups import (
     clip_into_optimizer,
     compact_embeddings,
@@ -288,49 +286,6 @@ def _row(out: Any, j: int) -> Any:
     return out[j : j + 1]
 
 
-class _Checkpointer:
-    """Atomic checkpoints: write to a temporary file, then rename over the old one."""
-
-    def __init__(self, directory: str | os.PathLike, rank: int) -> None:
-        self.dir, self.rank = Path(directory) / "checkpoint", rank
-
-    def exists(self) -> bool:
-        return (self.dir / "state.pt").exists()
-
-    def save(self, state: dict[str, Any], rng: dict[str, Any], is_main: bool) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if is_main:
-            _atomic_save(state, self.dir / "state.pt")
-        _atomic_save(rng, self.dir / f"rng_rank{self.rank}.pt")
-
-    def load(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        state = torch.load(self.dir / "state.pt", map_location="cpu", weights_only=False)
-        rng_file = self.dir / f"rng_rank{self.rank}.pt"
-        rng = torch.load(rng_file, map_location="cpu", weights_only=False) if rng_file.exists() else None
-        return state, rng
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
           eval_raw: Dataset | None, tokenizer: PreTrainedTokenizerBase,
           config: TrainConfig | None = None) -> TrainResult:
@@ -401,10 +356,11 @@ def _loop(cfg: TrainConfig, task: Task, accelerator: Accelerator, model: nn.Modu
     history: list[dict[str, float]] = []
     step, start_epoch, skip_batches = 0, 0, 0
     best, best_state, bad_epochs, elapsed, seen = -math.inf, None, 0, 0.0, 0
-    ckpt = _Checkpointer(cfg.output_dir, accelerator.process_index) if cfg.output_dir else None
+    ckpt = (checkpoint.Checkpointer(cfg.output_dir, accelerator.process_index, accelerator.is_main_process,
+                                    accelerator.wait_for_everyone) if cfg.output_dir else None)
     if cfg.resume and ckpt is not None and ckpt.exists():
-        state, rng = ckpt.load()
-        unwrapped.load_state_dict(state["model"])
+        state, rng = ckpt.load(asdict(cfg))
+        checkpoint.load_model_state(unwrapped, state, ckpt.dir)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, start_epoch, skip_batches = state["step"], state["epoch"], state["batch_in_epoch"]
@@ -412,7 +368,7 @@ def _loop(cfg: TrainConfig, task: Task, accelerator: Accelerator, model: nn.Modu
                                                     state["elapsed"], state["seen"])
         best_state = state.get("best_state")
         if rng is not None:
-            _set_rng_state(rng)
+            checkpoint.set_rng_state(rng)
         accelerator.print(f"[hft_lessons] resumed from step {step} (epoch {start_epoch + 1}, batch {skip_batches})")
 
     stopped_early = interrupted = False
@@ -430,6 +386,7 @@ def _loop(cfg: TrainConfig, task: Task, accelerator: Accelerator, model: nn.Modu
         for batch in batches:
             with accelerator.accumulate(model):
                 loss = task.loss(model(**batch), batch)
+                checkpoint.check_loss(loss, step + 1, cfg.lr)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     if fold_clip:  # the fused AdamW step applies the clipping scale itself
@@ -462,7 +419,7 @@ def _loop(cfg: TrainConfig, task: Task, accelerator: Accelerator, model: nn.Modu
                            "batch_in_epoch": batch_in_epoch, "history": history, "best": best,
                            "bad_epochs": bad_epochs, "elapsed": elapsed + time.perf_counter() - t0,
                            "seen": seen, "best_state": best_state, "config": asdict(cfg)},
-                          _rng_state(), accelerator.is_main_process)
+                          checkpoint.rng_state())
             if cfg.stop_after_steps is not None and step >= cfg.stop_after_steps:
                 interrupted = True
                 break
