@@ -73,9 +73,17 @@ def finite(value: Any) -> Any:
     return value
 
 
+_CRASH_SEEN: dict[str, int] = {}
+
+
 def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_ENV) == name:
-        os._exit(137)  # as if killed here (tests of the checkpoint's atomicity)
+    """Tests only: with HFT_CHECKPOINT_CRASH=<name>:<n>, die at the n-th time the save reaches ``name``."""
+    wanted = os.environ.get(CRASH_ENV, "")
+    if wanted.split(":")[0] != name:
+        return
+    _CRASH_SEEN[name] = _CRASH_SEEN.get(name, 0) + 1
+    if str(_CRASH_SEEN[name]) == (wanted.split(":") + ["1"])[1]:
+        os._exit(137)  # as if killed here, with no clean-up
 
 
 def rng_state() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -38,6 +39,9 @@ def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's files are 0600; give the user's usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -76,19 +80,35 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
         raise ValueError(
             f"the delta in {str(folder)!r} was saved from {saved}; load it into {saved}, not {given}"
         )
-    apply(model, [config_from_dict(c) for c in meta["methods"]])
+    configs = [config_from_dict(c) for c in meta["methods"]]
     saved = load_file(str(folder / WEIGHTS_FILE))
+    _load_into(_shadow(model), configs, saved)  # every check first, on a weightless copy: a failure changes nothing
+    _load_into(model, configs, saved)
+    return model
+
+
+def _shadow(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose tensors are empty "meta" tensors: same structure and shapes, no memory."""
+    memo: dict[int, object] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
+    return copy.deepcopy(model, memo)
+
+
+def _load_into(model: nn.Module, configs: list, saved: dict[str, torch.Tensor]) -> None:
+    apply(model, configs)
     targets = _trained_tensors(model)
     if set(saved) != set(targets):
         missing, extra = sorted(set(targets) - set(saved)), sorted(set(saved) - set(targets))
         raise ValueError(
             f"saved weights do not match the model: missing {missing[:5]}, unexpected {extra[:5]}"
         )
+    for name, tensor in saved.items():
+        if targets[name].shape != tensor.shape:
+            raise ValueError(
+                f"{name}: saved shape {tuple(tensor.shape)} != model shape {tuple(targets[name].shape)}"
+            )
     with torch.no_grad():
         for name, tensor in saved.items():
-            if targets[name].shape != tensor.shape:
-                raise ValueError(
-                    f"{name}: saved shape {tuple(tensor.shape)} != model shape {tuple(targets[name].shape)}"
-                )
             targets[name].copy_(tensor)
-    return model
