@@ -251,8 +251,12 @@ def uninterrupted(tmp_path_factory):
     return load_file(str(out / "model" / "weights.safetensors"))
 
 
+KILL_POINTS = ["between_renames:2", "after_state:2", "after_rng:3", "after_swap:2"]
+REPEAT = int(os.environ.get("HFT_KILL_REPEAT", "1"))  # HFT_KILL_REPEAT=20: each kill point 20 times
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["between_renames:2", "after_state:2", "after_rng:3", "after_swap:2"])
+@pytest.mark.parametrize("point", [p for p in KILL_POINTS for _ in range(REPEAT)])
 def test_8_kill_between_checkpoint_files_then_resume_is_exact(uninterrupted, tmp_path, point):
     out = tmp_path / "run"
     killed = run([*CKPT, "--output-dir", str(out)], env={**ENV, checkpoint.CRASH_ENV: point})
