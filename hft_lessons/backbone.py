@@ -1,4 +1,4 @@
-"""Backbone loading: a Hub checkpoint when reachable, the packaged all-MiniLM-L6-v2 offline, or a tiny random BERT."""
+"""Backbone loading: a Hub checkpoint if reachable, the packaged all-MiniLM-L6-v2 offline, or a tiny BERT."""
 
 from __future__ import annotations
 
@@ -93,11 +93,12 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
 def _load_local_bert(path: str) -> tuple[PreTrainedTokenizerBase, BertModel]:
-    """A local BERT folder: its own tokenizer and every weight, or one ValueError line saying what is missing."""
+    """A local BERT folder with its tokenizer and every weight, or one ValueError line: what is missing."""
     folder = Path(path)
     if not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        raise ValueError(f"model folder {path!r} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); without it "
-                         "every word would be [UNK]: save it there with tokenizer.save_pretrained(folder)")
+        raise ValueError(f"model folder {path!r} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); "
+                         "without it every word would be [UNK]: save it there with "
+                         "tokenizer.save_pretrained(folder)")
     weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()]
     if not weights and not any(folder.glob("model*.safetensors*")):
         raise ValueError(f"model folder {path!r} has no weights (model.safetensors or pytorch_model.bin)")

@@ -3,8 +3,8 @@
 A checkpoint is the folder ``<output_dir>/checkpoint`` holding ``state.pt`` (model, optimizer, scheduler,
 progress), one ``rng_rank<k>.pt`` per process and ``run_config.json``. It is written whole into
 ``.checkpoint.tmp``, marked complete, and only then renamed into place (the previous one is first renamed to
-``.checkpoint.old``). :func:`recover`, called before every resume and every save, finishes or undoes a swap that
-a kill interrupted and removes leftovers, so ``--resume`` always finds one complete checkpoint.
+``.checkpoint.old``). :func:`recover`, called before every resume and every save, finishes or undoes a swap
+that a kill interrupted and removes leftovers, so ``--resume`` always finds one complete checkpoint.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ CRASH_ENV = "HFT_CHECKPOINT_CRASH"  # tests only: os._exit(137) at the named poi
 
 # TrainConfig fields that shape the weights: a resumed run must use the values the checkpoint was made with
 TRAIN_FIELDS = ("lr", "head_lr", "layer_decay", "epochs", "batch_size", "weight_decay", "warmup_ratio",
-                "schedule", "grad_accum", "max_grad_norm", "group_by_length", "seed", "mixed_precision", "fast_cpu")
+                "schedule", "grad_accum", "max_grad_norm", "group_by_length", "seed", "mixed_precision",
+                "fast_cpu")
 
 
 def code_version() -> str:
@@ -142,7 +143,8 @@ def read_run_config(folder: str | os.PathLike) -> dict[str, Any] | None:
     return data
 
 
-def check_run_config(saved: Mapping[str, Any], current: Mapping[str, Any], what: str = "the checkpoint") -> None:
+def check_run_config(saved: Mapping[str, Any], current: Mapping[str, Any],
+                     what: str = "the checkpoint") -> None:
     """One ValueError line naming every field where ``current`` differs from ``saved``."""
     keys = sorted(set(saved) | set(current))
     diffs = [f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
@@ -160,7 +162,7 @@ def check_loss(loss: Any, step: int, lr: float) -> None:
 
 
 class Checkpointer:
-    """Save and load the one checkpoint of ``output_dir``; every process calls save/load, ``barrier`` syncs them."""
+    """Save and load the checkpoint of ``output_dir``: every process calls save/load; ``barrier`` syncs."""
 
     def __init__(self, output_dir: str | os.PathLike, rank: int = 0, is_main: bool = True,
                  barrier: Callable[[], Any] = lambda: None) -> None:
@@ -217,7 +219,8 @@ class Checkpointer:
                              "start afresh with --overwrite") from None
         needed = ("model", "optimizer", "scheduler", "step", "epoch", "batch_in_epoch")
         if not isinstance(state, dict) or any(k not in state for k in needed):
-            raise ValueError(f"{path} is not a checkpoint of hft_lessons.training; start afresh with --overwrite")
+            raise ValueError(f"{path} is not a checkpoint of hft_lessons.training; "
+                             "start afresh with --overwrite")
         if config is not None and isinstance(state.get("config"), dict):
             saved = {k: state["config"].get(k) for k in TRAIN_FIELDS}
             check_run_config(saved, {k: config.get(k) for k in TRAIN_FIELDS})
@@ -233,7 +236,8 @@ def load_model_state(model: Any, state: Mapping[str, Any], path: str | os.PathLi
     missing, extra = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
     shapes = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
     if missing or extra or shapes:
-        raise ValueError(f"the checkpoint in {path} does not fit this model (another method, task or backbone): "
-                         f"{len(missing)} missing, {len(extra)} unexpected, {len(shapes)} mis-shaped tensors; "
+        raise ValueError(f"the checkpoint in {path} does not fit this model (another method, task or "
+                         f"backbone): {len(missing)} missing, {len(extra)} unexpected, {len(shapes)} "
+                         "mis-shaped tensors; "
                          "start afresh with --overwrite")
     model.load_state_dict(saved)

@@ -19,7 +19,8 @@ __all__ = ["main", "build_parser", "run_finetune", "load_raw", "make_output_dir"
 TASKS = ("sst2", "conll2003", "squad")
 EVAL_SPLITS = ("validation", "test")
 # hft_lessons.methods.METHOD_NAMES, spelled out here for startup speed: importing methods loads torch and
-# transformers (5-9 s), and a mistyped option must be answered at once. tests/test_faults.py checks they agree.
+# transformers (5-9 s), and a mistyped option must be answered at once. tests/test_faults.py checks they
+# agree.
 METHOD_CHOICES = ("full", "head", "adapter_layer", "adapter", "pfeiffer", "lora", "bitfit", "prefix", "ia3",
                   "hybrid", "unipelt")
 # what a run writes into --output-dir (--overwrite removes exactly these)
@@ -75,44 +76,54 @@ def _unit_fraction(text: str) -> float:
 
 
 def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...]) -> None:
-    p.add_argument("--method", required=True, choices=methods, help="what trains (default recipes per method)")
-    p.add_argument("--model", default=None, help="backbone: a Hub id or local folder (default: the profile's)")
+    p.add_argument("--method", required=True, choices=methods,
+                   help="what trains (default recipes per method)")
+    p.add_argument("--model", default=None,
+                   help="backbone: a Hub id or local folder (default: the profile's)")
     p.add_argument("--data-dir", default=None, help="a folder of save_to_disk datasets, like HFT_DATA_DIR")
-    p.add_argument("--profile", default=None, choices=("smoke", "cpu", "gpu"), help="run size (default: automatic)")
-    p.add_argument("--max-train", type=_positive_int, default=None, help="training examples (default: profile)")
-    p.add_argument("--max-eval", type=_positive_int, default=None, help="evaluation examples (default: profile)")
+    p.add_argument("--profile", default=None, choices=("smoke", "cpu", "gpu"),
+                   help="run size (default: automatic)")
+    p.add_argument("--max-train", type=_positive_int, default=None,
+                   help="training examples (default: profile)")
+    p.add_argument("--max-eval", type=_positive_int, default=None,
+                   help="evaluation examples (default: profile)")
     p.add_argument("--epochs", type=_positive_int, default=None)
     p.add_argument("--batch-size", type=_positive_int, default=None)
-    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the method's recipe)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate (default: the method's recipe)")
     p.add_argument("--layer-decay", type=_unit_fraction, default=None,
-                   help="each layer's lr is this times the one above's (1 = one flat rate; default: the recipe's)")
+                   help="each layer's lr is this times the one above's "
+                        "(1 = one flat rate; default: the recipe's)")
     p.add_argument("--max-length", type=_positive_int, default=None)
     p.add_argument("--eval-split", default="validation", choices=EVAL_SPLITS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default=None, help="where metrics.json, weights and checkpoints go")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="optimizer steps between checkpoints")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                   help="optimizer steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --output-dir (without it, such a folder is refused)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--fast-cpu", action="store_true",
-                   help="on CPU: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA projections, "
-                        "attention with a hand-written backward, BERT layers that skip padding, oneDNN matrix "
-                        "multiplies where they measure faster than MKL and a word-embedding "
-                        "table trained only where the data reaches (faster; same maths, other random numbers and "
-                        "rounding)")
+                   help="on CPU: NumPy-drawn dropout masks, clipping inside fused AdamW, fused LoRA "
+                        "projections, attention with a hand-written backward, BERT layers that skip padding, "
+                        "oneDNN matrix multiplies where they measure faster than MKL and a word-embedding "
+                        "table trained only where the data reaches (faster; same maths, other random numbers "
+                        "and rounding)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `hft_lessons` argument parser with its `finetune` and `multitask` commands."""
-    parser = _OneLineParser(prog="python -m hft_lessons", description="Hybrid fine-tuning from the command line")
+    parser = _OneLineParser(prog="python -m hft_lessons",
+                            description="Hybrid fine-tuning from the command line")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     ft = sub.add_parser("finetune", help="fine-tune one task with one method")
     ft.add_argument("--task", required=True, choices=TASKS)
     _add_common(ft, METHOD_CHOICES)
     mt = sub.add_parser("multitask", help="train several tasks jointly on one shared backbone")
     mt.add_argument("--tasks", required=True, help=f"comma-separated subset of: {', '.join(TASKS)}")
-    mt.add_argument("--sampling", default="temperature", choices=("proportional", "temperature", "round_robin"))
+    mt.add_argument("--sampling", default="temperature",
+                    choices=("proportional", "temperature", "round_robin"))
     mt.add_argument("--temperature", type=_positive_float, default=2.0, help="T of --sampling temperature")
     _add_common(mt, METHOD_CHOICES)
     return parser
@@ -133,7 +144,8 @@ def _check_paths(args: argparse.Namespace) -> None:
         _fail("--resume needs --output-dir (the folder holding the checkpoint)")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if args.batch_size and args.batch_size % world:
-        _fail(f"--batch-size {args.batch_size} cannot be split over {world} processes; use a multiple of {world}")
+        _fail(f"--batch-size {args.batch_size} cannot be split over {world} processes; "
+              f"use a multiple of {world}")
     if not args.output_dir:
         return
     output = Path(args.output_dir)
@@ -184,8 +196,8 @@ def prepare_output(args: argparse.Namespace, run: dict[str, Any]) -> None:
     if args.resume:
         saved = read_run_config(output / CHECKPOINT)
         if saved is None:
-            raise ValueError(f"the checkpoint in {args.output_dir!r} records no run configuration (written by an "
-                             "older version or by the library); start afresh with --overwrite")
+            raise ValueError(f"the checkpoint in {args.output_dir!r} records no run configuration (written "
+                             "by an older version or by the library); start afresh with --overwrite")
         check_run_config(saved, run)
     elif args.overwrite and output.is_dir() and _is_main_process():
         for name in RUN_ENTRIES:
@@ -198,9 +210,9 @@ def prepare_output(args: argparse.Namespace, run: dict[str, Any]) -> None:
 
 def prepare_run(args: argparse.Namespace, recipe_task: str, settings: Any, default_backbone: str,
                 **fields: Any) -> dict[str, Any]:
-    """Resolve the backbone, build the run configuration and check --output-dir against it (nothing loaded yet).
+    """Resolve the backbone, build the run configuration, check --output-dir against it (nothing loads yet).
 
-    Returns ``{"backbone_path": ..., "config": run configuration}``; ``recipe_task`` names the recipe's task and
+    Returns ``{"backbone_path": ..., "config": run configuration}``; ``recipe_task`` names the recipe's task,
     ``fields`` name the task(s) in the run configuration.
     """
     from .backbone import backbone_label, resolve_backbone
@@ -224,7 +236,8 @@ def run_record(backbone: Any, args: argparse.Namespace, run: dict[str, Any]) -> 
     """What metrics.json records of the run: the backbone that really ran, the one asked for, the config."""
     from .backbone import backbone_label
 
-    return {"backbone": backbone_label(backbone.name_or_path), "model_requested": args.model, "run_config": run}
+    return {"backbone": backbone_label(backbone.name_or_path), "model_requested": args.model,
+            "run_config": run}
 
 
 def check_lengths(args: argparse.Namespace, name: str, settings: Any, tokenizer: Any, backbone: Any,
@@ -243,14 +256,15 @@ def check_lengths(args: argparse.Namespace, name: str, settings: Any, tokenizer:
         ids = tokenizer(questions, add_special_tokens=False)["input_ids"] if questions else []
         longest = max((len(x) for x in ids), default=0)
         if max_length <= longest + 3 + stride:
-            raise ValueError(f"--max-length {max_length} leaves no room for squad's context: the longest question "
-                             f"has {longest} tokens, so it must exceed {longest} + 3 + stride {stride} = "
+            raise ValueError(f"--max-length {max_length} leaves no room for squad's context: the longest "
+                             f"question has {longest} tokens, so it must exceed {longest} + 3 + stride "
+                             f"{stride} = "
                              f"{longest + 3 + stride}")
     return max_length
 
 
 def load_raw(args: argparse.Namespace, name: str, settings: Any) -> tuple[Any, Any]:
-    """One task's raw ``(train, eval)`` subsets as the options and profile settings say (bad split: one line)."""
+    """One task's raw ``(train, eval)`` subsets as the options and profile say (bad split: one line)."""
     from .data import load_task, subset
 
     ds = load_task(name, data_dir=args.data_dir)
@@ -262,7 +276,7 @@ def load_raw(args: argparse.Namespace, name: str, settings: Any) -> tuple[Any, A
 
 
 def make_output_dir(args: argparse.Namespace, run: dict[str, Any] | None = None) -> Path | None:
-    """Create ``--output-dir`` (once everything was validated), record ``run`` in it, and return it, or None."""
+    """Create ``--output-dir`` (once all was validated), record ``run`` in it, and return it, or None."""
     from .checkpoint import RUN_CONFIG_FILE, write_json_atomic
 
     output = Path(args.output_dir) if args.output_dir else None
@@ -280,7 +294,7 @@ _CREATED: list[Path] = []  # output folders this command created (removed again 
 
 def make_train_config(args: argparse.Namespace, method: str, task: str, settings: Any,
                       output: Path | None, epochs: int | None = None, batch_size: int | None = None) -> Any:
-    """The TrainConfig: command-line options first, then the method's recipe for the task, then the profile."""
+    """The TrainConfig: command-line options first, then the method's recipe for the task, then profile."""
     from .methods import train_config
 
     overrides: dict[str, Any] = {"seed": args.seed, "output_dir": str(output) if output else None,
@@ -331,7 +345,8 @@ def finish_run(model: Any, output: Path | None, metrics: dict[str, Any]) -> None
         except OSError:
             where = rescue
             write_json_atomic(rescue / "metrics.json", metrics)
-        raise RunSaveError(f"could not save the weights to {str(output / 'model')!r} ({err.strerror or err}); "
+        raise RunSaveError(f"could not save the weights to {str(output / 'model')!r} "
+                           f"({err.strerror or err}); "
                            f"they were saved to {str(rescue / 'model')!r}, metrics.json to {str(where)!r}",
                            metrics) from None
     write_json_atomic(output / "metrics.json", metrics)
@@ -357,7 +372,7 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     max_length = check_lengths(args, args.task, settings, tokenizer, backbone, (train_raw, eval_raw))
     train_features = task.tokenize(train_raw, tokenizer, max_length, settings.stride, train=True)
     eval_features = task.tokenize(eval_raw, tokenizer, max_length, settings.stride, train=False)
-    torch.manual_seed(args.seed)  # the head's initial weights: the same as a notebook's `torch.manual_seed(env.seed)`
+    torch.manual_seed(args.seed)  # the head's initial weights: as a notebook's `torch.manual_seed(env.seed)`
     model = prepare_model(task.build_model(backbone), args.method, args.task).to(env.device)
     output = make_output_dir(args, run)
     config = make_train_config(args, args.method, args.task, settings, output)
@@ -379,7 +394,7 @@ def _is_main_process() -> bool:
 
 
 def _save_weights(model, folder: Path) -> None:
-    """Save what trained into a fresh ``folder`` (old files never stay beside new ones): written, then renamed."""
+    """Save what trained into a fresh ``folder`` (no old file stays beside new ones), then rename it."""
     from safetensors.torch import save_file
 
     from . import delta

@@ -81,7 +81,7 @@ HUB_TIMEOUT = 8.0  # seconds the Hub gets to answer before the offline fallbacks
 
 
 def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
-    """True when the Hub answers an HTTP request within ``timeout`` seconds (never when offline flags are set).
+    """True when the Hub answers an HTTP request within ``timeout`` seconds (never with offline flags set).
 
     A server that accepts connections but never answers, or answers slowly, counts as unreachable: the whole
     probe, connection and reply, is bounded by ``timeout``. The answer is remembered per endpoint.
@@ -152,7 +152,7 @@ def _load_local(name: str, root: Path) -> DatasetDict:
 
 
 def check_task_data(name: str, ds: DatasetDict, where: str) -> None:
-    """One ValueError line when ``ds`` lacks the task's columns, has no train split or has labels out of range."""
+    """One ValueError line when ``ds`` lacks the task's columns or a train split, or has bad labels."""
     _check_task(name)
     if "train" not in ds:
         raise ValueError(f"{where} has no 'train' split (it has: {', '.join(ds) or 'none'})")

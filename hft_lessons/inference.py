@@ -105,7 +105,8 @@ def tag_entities(model: TaskModel, tokenizer: PreTrainedTokenizerBase, text_or_t
         words = [_check_text(w, f"word #{i}") for i, w in enumerate(text_or_tokens)]
         text, spans = None, None
     else:
-        raise TypeError(f"text_or_tokens must be a string or a list of words, got {type(text_or_tokens).__name__}")
+        raise TypeError("text_or_tokens must be a string or a list of words, "
+                        f"got {type(text_or_tokens).__name__}")
     limit = model_max_length(model, tokenizer)
     enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=limit, return_tensors="pt")
     word_ids = enc.word_ids(0)

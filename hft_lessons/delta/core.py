@@ -85,7 +85,7 @@ def applied_configs(model: nn.Module) -> list[DeltaConfig]:
 
 
 def delta_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Every applied method's trainable parameters, named as in ``model.named_parameters()`` (head excluded)."""
+    """Every applied method's trainable parameters, named as in ``model.named_parameters()`` (no head)."""
     backbone, head = split_task_model(model)
     prefix = "backbone." if head is not None else ""
     found: dict[str, nn.Parameter] = {}
@@ -114,7 +114,7 @@ def is_merged(model: nn.Module) -> bool:
 def _merge_slot(
     parent: nn.Module, attribute: str, merged: list[tuple[nn.Module, str, LinearWrapper]]
 ) -> None:
-    """Merge mergeable wrappers at ``parent.attribute``, innermost first, taking them out of the forward path."""
+    """Merge mergeable wrappers at ``parent.attribute``, innermost first, out of the forward path."""
     module = getattr(parent, attribute)
     if not isinstance(module, LinearWrapper):
         return
@@ -134,7 +134,8 @@ def merge(model: nn.Module) -> nn.Module:
     if not any(c.mergeable for c in state.configs):
         applied = ", ".join(c.method for c in state.configs) or "none"
         raise ValueError(
-            f"nothing to merge: applied methods ({applied}) cannot be merged; mergeable: {', '.join(mergeable)}"
+            f"nothing to merge: applied methods ({applied}) cannot be merged; "
+            f"mergeable: {', '.join(mergeable)}"
         )
     arch = detect(backbone)
     for role in arch.roles:

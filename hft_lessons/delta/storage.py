@@ -49,7 +49,7 @@ def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
 
 
 def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
-    """Write ``delta_config.json`` and ``delta_weights.safetensors`` (delta weights + head) to ``directory``."""
+    """Write ``delta_config.json`` and ``delta_weights.safetensors`` (delta + head) to ``directory``."""
     backbone, head = split_task_model(model)
     _check_not_merged(backbone, "save")
     configs = applied_configs(model)
@@ -82,7 +82,7 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
         )
     configs = [config_from_dict(c) for c in meta["methods"]]
     saved = load_file(str(folder / WEIGHTS_FILE))
-    _load_into(_shadow(model), configs, saved)  # every check first, on a weightless copy: a failure changes nothing
+    _load_into(_shadow(model), configs, saved)  # check on a weightless copy first: failing changes nothing
     _load_into(model, configs, saved)
     return model
 
@@ -92,7 +92,8 @@ def _shadow(model: nn.Module) -> nn.Module:
     memo: dict[int, object] = {}
     for t in [*model.parameters(), *model.buffers()]:
         empty = torch.empty_like(t, device="meta")
-        memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
+        is_param = isinstance(t, nn.Parameter)
+        memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if is_param else empty
     return copy.deepcopy(model, memo)
 
 
