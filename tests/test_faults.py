@@ -248,15 +248,40 @@ CKPT = [*SST2, "--method", "full", "--max-train", "64", "--batch-size", "16", "-
         "--checkpoint-every", "2"]
 
 
+def run_forked(argv: list[str], crash: str | None = None, log: Path | None = None) -> int:
+    """Run the command in a forked child of this process (no import cost); return its exit code.
+
+    With ``crash``, the child dies (os._exit(137), like kill -9) at that point of a checkpoint save; its
+    output goes to ``log`` (or nowhere).
+    """
+    import multiprocessing
+
+    def child() -> None:
+        for key, value in ENV.items():
+            os.environ[key] = value
+        os.environ.pop("HFT_DATA_DIR", None)
+        if crash:
+            os.environ[checkpoint.CRASH_ENV] = crash
+        torch.set_num_threads(1)
+        sys.stdout = sys.stderr = open(log or os.devnull, "w")  # noqa: SIM115 - the child's whole life
+        sys.exit(main(argv))
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(600)
+    return proc.exitcode
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
-    proc = run([*CKPT, "--output-dir", str(out)])
-    assert proc.returncode == 0, proc.stderr
+    assert run_forked([*CKPT, "--output-dir", str(out)]) == 0
     return load_file(str(out / "model" / "weights.safetensors"))
 
 
-KILL_POINTS = ["between_renames:2", "after_state:2", "after_rng:3", "after_swap:2"]
+# where the kill lands (n-th time a save of the 4, at steps 2, 4, 6, 8, gets there; the first save has
+# nothing to rename away) -> the step the resumed run must start from
+KILL_POINTS = {"between_renames:1": 4, "after_state:2": 2, "after_rng:3": 4, "after_swap:2": 4}
 REPEAT = int(os.environ.get("HFT_KILL_REPEAT", "1"))  # HFT_KILL_REPEAT=20: each kill point 20 times
 
 
@@ -264,15 +289,17 @@ REPEAT = int(os.environ.get("HFT_KILL_REPEAT", "1"))  # HFT_KILL_REPEAT=20: each
 @pytest.mark.parametrize("point", [p for p in KILL_POINTS for _ in range(REPEAT)])
 def test_8_kill_between_checkpoint_files_then_resume_is_exact(uninterrupted, tmp_path, point):
     out = tmp_path / "run"
-    killed = run([*CKPT, "--output-dir", str(out)], env={**ENV, checkpoint.CRASH_ENV: point})
-    assert killed.returncode == 137, killed.stderr
-    resumed = run([*CKPT, "--resume", "--output-dir", str(out)])
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from step" in resumed.stdout
+    assert run_forked([*CKPT, "--output-dir", str(out)], crash=point) == 137
+    leftovers = sorted(p.name for p in out.iterdir())
+    log = tmp_path / "resumed.log"
+    assert run_forked([*CKPT, "--resume", "--output-dir", str(out)], log=log) == 0, leftovers
+    assert f"resumed from step {KILL_POINTS[point]} " in log.read_text()
     weights = load_file(str(out / "model" / "weights.safetensors"))
     assert weights.keys() == uninterrupted.keys()
     assert all(torch.equal(weights[k], uninterrupted[k]) for k in weights)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "metrics.json", "model", "run_config.json"]
+    state = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
+    assert state["step"] == 8  # the last checkpoint of the resumed run, after all 8 steps
 
 
 def test_8_recover_finishes_or_undoes_an_interrupted_swap(tmp_path):
