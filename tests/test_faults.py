@@ -332,8 +332,9 @@ def test_9_read_only_data_folder_works_and_stays_unchanged(tmp_path, smoke, caps
 
 # 10. one line instead of a traceback --------------------------------------------------------------------------
 
-CONLL_ROWS = {"train": {"id": ["0"], "tokens": [["EU", "rejects"]], "pos_tags": [[22, 42]],
-                        "chunk_tags": [[11, 21]], "ner_tags": [[3, 0]]}}
+CONLL_ROW = {"id": ["0"], "tokens": [["EU", "rejects"]], "pos_tags": [[22, 42]], "chunk_tags": [[11, 21]],
+             "ner_tags": [[3, 0]]}
+SST2_ROWS = {"sentence": ["good", "bad"], "label": [0, 7], "idx": [0, 1]}
 
 
 @pytest.mark.parametrize("case, message", [
@@ -351,10 +352,10 @@ def test_10_faults_are_one_line(tmp_path, smoke, capsys, monkeypatch, case, mess
     out, argv = tmp_path / "out", [*SST2, "--method", "lora"]
     root = None
     if case == "wrong_columns":
-        root = data_folder(tmp_path, rows=CONLL_ROWS)  # another task's data in the sst2 folder
+        root = data_folder(tmp_path, rows={"train": CONLL_ROW, "validation": CONLL_ROW})  # another task's data
         argv += ["--data-dir", str(root)]
     elif case == "label_out_of_range":
-        root = data_folder(tmp_path, rows={"train": {"sentence": ["good", "bad"], "label": [0, 7], "idx": [0, 1]}})
+        root = data_folder(tmp_path, rows={"train": SST2_ROWS, "validation": SST2_ROWS})
         argv += ["--data-dir", str(root)]
     elif case in ("missing_weights", "truncated_weights"):
         argv += ["--model", str(bert_folder(tmp_path, weights=case.split("_")[0]))]
