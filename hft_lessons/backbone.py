@@ -139,6 +139,8 @@ def load_backbone(
         except (OSError, ValueError, RuntimeError) as err:  # the Hub answered the probe but failed to deliver
             packaged = packaged_minilm_path()
             if packaged is None or path not in KNOWN_MODELS:
+                if isinstance(err, ValueError):  # e.g. not a BERT-family checkpoint: its own message
+                    raise
                 raise ValueError(f"cannot load {path!r} from the Hub ({type(err).__name__}) "
                                  f"and no offline copy exists") from None
             if verbose:

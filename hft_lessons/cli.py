@@ -368,7 +368,7 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     run = prepared["config"]
     train_raw, eval_raw = load_raw(args, args.task, settings)
     task = get_task(args.task)
-    tokenizer, backbone = load_backbone(prepared["backbone_path"], verbose=False)
+    tokenizer, backbone = load_backbone(prepared["backbone_path"])
     max_length = check_lengths(args, args.task, settings, tokenizer, backbone, (train_raw, eval_raw))
     train_features = task.tokenize(train_raw, tokenizer, max_length, settings.stride, train=True)
     eval_features = task.tokenize(eval_raw, tokenizer, max_length, settings.stride, train=False)

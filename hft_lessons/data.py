@@ -91,9 +91,6 @@ def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     if endpoint not in _PROBED:
         _PROBED[endpoint] = _probe(f"{endpoint}/api/models?limit=1", timeout)
-        if not _PROBED[endpoint]:  # later Hub calls (if any) must not wait long either
-            os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-            os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "5")
     return _PROBED[endpoint]
 
 

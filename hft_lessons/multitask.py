@@ -363,7 +363,7 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
     first = task.names[0]  # the first task's recipe drives the shared backbone
     run = cli.prepare_multitask(args, task, settings, first, env.profile.backbone)
     raw = {n: cli.load_raw(args, n, settings[n]) for n in task.names}
-    tokenizer, backbone = load_backbone(run["backbone_path"], verbose=False)
+    tokenizer, backbone = load_backbone(run["backbone_path"])
     train_parts, eval_parts = {}, {}
     for t in task.tasks:
         s = settings[t.name]

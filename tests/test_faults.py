@@ -525,3 +525,9 @@ def test_13_method_choices_are_the_methods():
     from hft_lessons.methods import METHOD_NAMES
 
     assert cli.METHOD_CHOICES == METHOD_NAMES
+
+
+def test_multitask_shares_the_output_dir_rules(lora_run, smoke, capsys):
+    line = one_line_failure(["multitask", "--tasks", "sst2,conll2003", *BASE, "--method", "lora",
+                             "--output-dir", str(lora_run)], capsys)
+    assert "already holds files" in line and "--overwrite" in line
