@@ -158,6 +158,8 @@ def _check_paths(args: argparse.Namespace) -> None:
         _fail(f"--output-dir {args.output_dir!r} cannot be created: {str(existing)!r} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         _fail(f"--output-dir {args.output_dir!r} cannot be written: {str(existing)!r} is read-only")
+    if not _is_main_process():  # under torchrun the main process checks (and may repair) the folder alone
+        return
     if args.resume:
         from .checkpoint import has_checkpoint, recover
 
@@ -193,7 +195,7 @@ def prepare_output(args: argparse.Namespace, run: dict[str, Any]) -> None:
     from .checkpoint import CHECKPOINT, check_run_config, read_run_config
 
     output = Path(args.output_dir)
-    if args.resume:
+    if args.resume and _is_main_process():
         saved = read_run_config(output / CHECKPOINT)
         if saved is None:
             raise ValueError(f"the checkpoint in {args.output_dir!r} records no run configuration (written "
