@@ -158,7 +158,7 @@ def check_loss(loss: Any, step: int, lr: float) -> None:
     value = float(loss.detach())
     if not math.isfinite(value):
         raise ValueError(f"the training loss became {value} at step {step} (lr {lr:g}); the run was stopped "
-                         "and nothing was saved; try a lower learning rate (--lr)")
+                         "before saving weights; try a lower learning rate (--lr)")
 
 
 class Checkpointer:
