@@ -1,4 +1,4 @@
-"""Backbone loading: a Hub checkpoint when reachable, the packaged all-MiniLM-L6-v2 offline, or a tiny random BERT."""
+"""Backbone loading: a Hub checkpoint if reachable, the packaged all-MiniLM-L6-v2 offline, or a tiny BERT."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from .data import hub_reachable
 from .profiles import MINILM, TINY, get_profile
 from .runtime import quiet_libraries
 
-__all__ = ["load_backbone", "resolve_backbone", "packaged_minilm_path", "tiny_bert_config", "BERT_FAMILY"]
+__all__ = ["load_backbone", "resolve_backbone", "packaged_minilm_path", "tiny_bert_config", "BERT_FAMILY",
+           "backbone_label"]
 
 BERT_FAMILY = ("bert",)
 KNOWN_MODELS = (MINILM, "bert-base-uncased", "bert-base-cased", "bert-large-uncased", TINY)
@@ -68,7 +69,7 @@ def resolve_backbone(name: str | None = None, verbose: bool = True) -> str:
     )
 
 
-def _check_bert_family(path: str) -> None:
+def check_bert_family(path: str) -> None:
     if Path(path).is_dir() and not (Path(path) / "config.json").exists():
         raise ValueError(f"unknown model {path!r}: the folder has no config.json")
     try:
@@ -88,6 +89,32 @@ def _tiny_tokenizer() -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(source)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+
+
+def _load_local_bert(path: str) -> tuple[PreTrainedTokenizerBase, BertModel]:
+    """A local BERT folder with its tokenizer and every weight, or one ValueError line: what is missing."""
+    folder = Path(path)
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise ValueError(f"model folder {path!r} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); "
+                         "without it every word would be [UNK]: save it there with "
+                         "tokenizer.save_pretrained(folder)")
+    weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()]
+    if not weights and not any(folder.glob("model*.safetensors*")):
+        raise ValueError(f"model folder {path!r} has no weights (model.safetensors or pytorch_model.bin)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model, info = BertModel.from_pretrained(path, output_loading_info=True)
+    except Exception as err:  # noqa: BLE001 - truncated or foreign files: one line
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"cannot load the model in {path!r} ({type(err).__name__}): {first[:200]}") from None
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith("pooler.")]
+    if missing:
+        raise ValueError(f"model folder {path!r} lacks {len(missing)} weight(s) (e.g. {missing[0]}); "
+                         "its weights file is incomplete or from another architecture")
+    return tokenizer, model
+
+
 def load_backbone(
     name: str | None = None, device: torch.device | str | None = None, verbose: bool = True
 ) -> tuple[PreTrainedTokenizerBase, BertModel]:
@@ -101,10 +128,25 @@ def load_backbone(
             model = BertModel(tiny_bert_config(tokenizer.vocab_size))
         if verbose:
             print("[hft_lessons] backbone: a tiny random BERT (smoke profile: speed over learning)")
+    elif Path(path).is_dir():
+        check_bert_family(path)
+        tokenizer, model = _load_local_bert(path)
     else:
-        _check_bert_family(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = BertModel.from_pretrained(path)
+        try:
+            check_bert_family(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = BertModel.from_pretrained(path)
+        except (OSError, ValueError, RuntimeError) as err:  # the Hub answered the probe but failed to deliver
+            packaged = packaged_minilm_path()
+            if packaged is None or path not in KNOWN_MODELS:
+                if isinstance(err, ValueError):  # e.g. not a BERT-family checkpoint: its own message
+                    raise
+                raise ValueError(f"cannot load {path!r} from the Hub ({type(err).__name__}) "
+                                 f"and no offline copy exists") from None
+            if verbose:
+                print(f"[hft_lessons] backbone: the Hub failed ({type(err).__name__}); using the packaged "
+                      f"all-MiniLM-L6-v2 instead of {path}")
+            tokenizer, model = _load_local_bert(str(packaged))
     model.eval()
     if device is not None:
         model.to(device)
@@ -113,6 +155,8 @@ def load_backbone(
 
 def backbone_label(name_or_path: str) -> str:
     """A short display name for a backbone path (never a local machine path)."""
+    if not name_or_path:
+        return TINY
     packaged = packaged_minilm_path()
     if packaged is not None and Path(name_or_path) == packaged:
         return "all-MiniLM-L6-v2 (packaged)"

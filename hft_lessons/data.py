@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlparse
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
@@ -18,6 +16,7 @@ __all__ = [
     "load_task",
     "load_samples",
     "hub_reachable",
+    "check_task_data",
     "subset",
 ]
 
@@ -78,18 +77,49 @@ def _offline_flag() -> bool:
     return any(os.environ.get(v, "").lower() in truthy for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True when the Hub can be reached: offline flags unset and a TCP connection opens within ``timeout``."""
+HUB_TIMEOUT = 8.0  # seconds the Hub gets to answer before the offline fallbacks are used
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
+    """True when the Hub answers an HTTP request within ``timeout`` seconds (never with offline flags set).
+
+    A server that accepts connections but never answers, or answers slowly, counts as unreachable: the whole
+    probe, connection and reply, is bounded by ``timeout``. The answer is remembered per endpoint.
+    """
     if _offline_flag():
         return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    host, port = parsed.hostname or "huggingface.co", parsed.port or (443 if parsed.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    if endpoint not in _PROBED:
+        _PROBED[endpoint] = _probe(f"{endpoint}/api/models?limit=1", timeout)
+    return _PROBED[endpoint]
+
+
+_PROBED: dict[str, bool] = {}
+
+
+def _probe(url: str, timeout: float) -> bool:
+    """Whether ``url`` sends back an HTTP status line within ``timeout`` seconds in all."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    answered = threading.Event()
+
+    def ask() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - the Hub's URL
+                reply.read(1)
+            answered.set()
+        except urllib.error.HTTPError as err:  # the server answers, with an error status (still reachable)
+            if err.code < 500:
+                answered.set()
+        except (OSError, ValueError):
+            pass
+
+    worker = threading.Thread(target=ask, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return answered.is_set()
 
 
 def load_samples(name: str) -> DatasetDict:
@@ -103,16 +133,50 @@ def load_samples(name: str) -> DatasetDict:
 
 
 def _load_local(name: str, root: Path) -> DatasetDict:
+    """A local ``save_to_disk`` folder, read into memory: nothing is ever written next to the user's data."""
     from datasets import load_from_disk
 
     folder = root / name
-    try:
-        loaded = load_from_disk(str(folder))
-    except Exception as err:  # a broken folder should say so in one line
-        raise ValueError(f"{folder} is not a datasets save_to_disk folder for {name!r}: {err}") from None
+    try:  # in memory: later subsetting and tokenizing write no cache-*.arrow files into the data folder
+        loaded = load_from_disk(str(folder), keep_in_memory=True)
+    except Exception as err:  # noqa: BLE001 - a broken folder should say so in one line
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{folder} is not a datasets save_to_disk folder for {name!r}: {first}") from None
     if not isinstance(loaded, DatasetDict):
         raise ValueError(f"{folder} holds a single Dataset; expected a DatasetDict with train/validation")
+    check_task_data(name, loaded, str(folder))
     return loaded
+
+
+def check_task_data(name: str, ds: DatasetDict, where: str) -> None:
+    """One ValueError line when ``ds`` lacks the task's columns or a train split, or has bad labels."""
+    _check_task(name)
+    if "train" not in ds:
+        raise ValueError(f"{where} has no 'train' split (it has: {', '.join(ds) or 'none'})")
+    feats = FEATURES[name]
+    for split, d in ds.items():
+        missing = [c for c in feats if c not in d.column_names]
+        if missing:
+            raise ValueError(f"{where} is not {name} data: split {split!r} lacks the column(s) "
+                             f"{', '.join(missing)} (it has {', '.join(d.column_names)}); {name} needs "
+                             f"{', '.join(feats)}")
+    label_columns = {"sst2": ("label", 2), "conll2003": ("ner_tags", len(NER_LABELS))}
+    if name not in label_columns:
+        return
+    column, n = label_columns[name]
+    for split, d in ds.items():
+        values = d.data.column(column)
+        if name == "conll2003":
+            values = values.combine_chunks().flatten()
+        if len(values) == 0:
+            continue
+        import pyarrow.compute as pc
+
+        low, high = pc.min(values).as_py(), pc.max(values).as_py()
+        allowed_low = -1 if split == "test" else 0  # GLUE's test split carries label -1 (hidden labels)
+        if low is None or low < allowed_low or high >= n:
+            raise ValueError(f"{where}: split {split!r} has {column} values from {low} to {high}; "
+                             f"{name} labels must be in 0..{n - 1}")
 
 
 def _load_hub(name: str) -> DatasetDict:
@@ -127,12 +191,22 @@ def _load_hub(name: str) -> DatasetDict:
 
 
 def load_task(name: str, data_dir: str | os.PathLike | None = None, verbose: bool = True) -> DatasetDict:
-    """Load ``sst2``, ``conll2003`` or ``squad``: from ``data_dir``/$HFT_DATA_DIR, else the Hub, else samples."""
+    """Load ``sst2``, ``conll2003`` or ``squad``: from ``data_dir``/$HFT_DATA_DIR, else the Hub, else samples.
+
+    A data folder that was named (argument or $HFT_DATA_DIR) must hold the task: if it does not, this raises
+    instead of quietly training on other data.
+    """
     _check_task(name)
+    source = "the data folder" if data_dir else "HFT_DATA_DIR"
     data_dir = data_dir or os.environ.get("HFT_DATA_DIR") or None
     say = print if verbose else (lambda *_: None)
-    if data_dir is not None and (Path(data_dir) / name).exists():
-        ds = _load_local(name, Path(data_dir))
+    if data_dir is not None:
+        root = Path(data_dir)
+        if not (root / name).is_dir():
+            raise ValueError(f"{source} {str(data_dir)!r} has no {name} data: looked for the save_to_disk "
+                             f"folder {str(root / name)!r}; put it there, or name no data folder to use the "
+                             "Hub or the shipped samples")
+        ds = _load_local(name, root)
         say(f"[hft_lessons] {name}: loaded from the local data folder (.../{name}) ({_rows(ds)})")
         return ds
     if hub_reachable():

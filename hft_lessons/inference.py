@@ -105,14 +105,17 @@ def tag_entities(model: TaskModel, tokenizer: PreTrainedTokenizerBase, text_or_t
         words = [_check_text(w, f"word #{i}") for i, w in enumerate(text_or_tokens)]
         text, spans = None, None
     else:
-        raise TypeError(f"text_or_tokens must be a string or a list of words, got {type(text_or_tokens).__name__}")
+        raise TypeError("text_or_tokens must be a string or a list of words, "
+                        f"got {type(text_or_tokens).__name__}")
     limit = model_max_length(model, tokenizer)
     enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=limit, return_tensors="pt")
     word_ids = enc.word_ids(0)
     first = align_labels(word_ids, range(len(words)))  # the word index at each word's first sub-token
-    tagged = [w for w in first if w >= 0]
-    if len(tagged) < len(words):
-        warnings.warn(f"the sentence is longer than {limit} tokens: {len(words) - len(tagged)} trailing "
+    # words such as emoji may have no sub-token at all; only a cut at the limit is a truncation
+    n_tokens = len(tokenizer(words, is_split_into_words=True, verbose=False)["input_ids"])
+    if n_tokens > limit:
+        last = max((w for w in first if w >= 0), default=-1)
+        warnings.warn(f"the sentence is longer than {limit} tokens: {len(words) - 1 - last} trailing "
                       "word(s) were truncated and tagged O", stacklevel=2)
     logits = _run(model, dict(enc))[0]
     if logits.shape[-1] != len(labels):
@@ -138,6 +141,10 @@ def answer(model: TaskModel, tokenizer: PreTrainedTokenizerBase, question: str, 
         raise ValueError(f"missing input: {'question' if question is None else 'context'} is None")
     question = _check_text(question, "question")
     context = _check_text(context, "context")
+    for name, value, low in (("max_length", max_length, 8), ("stride", stride, 0), ("n_best", n_best, 1),
+                             ("max_answer_length", max_answer_length, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     max_length = min(max_length, model_max_length(model, tokenizer))
     room = max_length - len(tokenizer(question.lstrip(), add_special_tokens=False)["input_ids"]) - 3
     stride = window_stride(max_length, stride)

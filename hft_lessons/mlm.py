@@ -111,14 +111,14 @@ class BertForMLM(nn.Module):
         head)."""
         from transformers import BertForMaskedLM
 
-        from .backbone import _check_bert_family, resolve_backbone
+        from .backbone import check_bert_family, resolve_backbone
         from .profiles import TINY
 
         path = resolve_backbone(name_or_path, verbose=verbose)
         if path == TINY:
             model = cls(BertEncoder.from_pretrained(TINY, verbose=False))
             return model.eval()
-        _check_bert_family(path)
+        check_bert_family(path)
         hf, info = BertForMaskedLM.from_pretrained(path, output_loading_info=True)
         model = cls(BertEncoder.from_hf(hf.bert))
         if not any(k.startswith("cls.predictions") for k in info["missing_keys"]):

@@ -12,16 +12,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import resource
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
@@ -35,6 +32,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from . import checkpoint
 from .delta.arch import detect, layers, split_task_model
 from .devices import cpu_requested, uses_cuda
 from .evaluation import evaluate, predict_rows
@@ -316,49 +314,6 @@ def _rss_bytes() -> int:
         return rss if sys.platform == "darwin" else rss * 1024
 
 
-class _Checkpointer:
-    """Atomic checkpoints: write to a temporary file, then rename over the old one."""
-
-    def __init__(self, directory: str | os.PathLike, rank: int) -> None:
-        self.dir, self.rank = Path(directory) / "checkpoint", rank
-
-    def exists(self) -> bool:
-        return (self.dir / "state.pt").exists()
-
-    def save(self, state: dict[str, Any], rng: dict[str, Any], is_main: bool) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if is_main:
-            _atomic_save(state, self.dir / "state.pt")
-        _atomic_save(rng, self.dir / f"rng_rank{self.rank}.pt")
-
-    def load(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        state = torch.load(self.dir / "state.pt", map_location="cpu", weights_only=False)
-        rng_file = self.dir / f"rng_rank{self.rank}.pt"
-        rng = torch.load(rng_file, map_location="cpu", weights_only=False) if rng_file.exists() else None
-        return state, rng
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
           eval_raw: Dataset | None, tokenizer: PreTrainedTokenizerBase,
           config: TrainConfig | None = None, plugin: TrainingPlugin | None = None) -> TrainResult:
@@ -424,7 +379,9 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
 def _loop(run: _Run) -> TrainResult:
     """The epochs: train, evaluate, maybe stop early; then the final metrics."""
     cfg = run.cfg
-    ckpt = _Checkpointer(cfg.output_dir, run.accelerator.process_index) if cfg.output_dir else None
+    acc = run.accelerator
+    ckpt = (checkpoint.Checkpointer(cfg.output_dir, acc.process_index, acc.is_main_process, acc.wait_for_everyone)
+            if cfg.output_dir else None)
     state = _resume(run, ckpt) if cfg.resume and ckpt is not None and ckpt.exists() else LoopState()
     for epoch in range(state.epoch, cfg.epochs):
         state.epoch = epoch
@@ -436,7 +393,7 @@ def _loop(run: _Run) -> TrainResult:
     return _finish(run, state)
 
 
-def _run_epoch(run: _Run, state: LoopState, ckpt: _Checkpointer | None) -> None:
+def _run_epoch(run: _Run, state: LoopState, ckpt: checkpoint.Checkpointer | None) -> None:
     """One pass over the training batches (from ``state.batch_in_epoch`` on, after a resume)."""
     cfg, accelerator = run.cfg, run.accelerator
     run.sampler.set_epoch(state.epoch)
@@ -451,7 +408,7 @@ def _run_epoch(run: _Run, state: LoopState, ckpt: _Checkpointer | None) -> None:
     state.loss_sum, state.loss_count = torch.zeros((), device=accelerator.device), 0
     t0 = time.perf_counter()
     for batch in batches:
-        loss = _step(run, batch)
+        loss = _step(run, batch, state.step + 1)
         state.batch_in_epoch += 1
         state.seen += batch["input_ids"].shape[0] * accelerator.num_processes
         state.loss_sum += loss.detach()
@@ -471,10 +428,11 @@ def _run_epoch(run: _Run, state: LoopState, ckpt: _Checkpointer | None) -> None:
         state.batch_in_epoch = 0
 
 
-def _step(run: _Run, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def _step(run: _Run, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
     """One batch: forward, loss, backward, clipping, optimizer step (Accelerate accumulates gradients)."""
     with run.accelerator.accumulate(run.model):
         loss = run.task.loss(run.model(**batch), batch)
+        checkpoint.check_loss(loss, step, run.cfg.lr)  # NaN/inf: stop, one line
         run.accelerator.backward(loss)
         if run.accelerator.sync_gradients and run.cfg.max_grad_norm:
             if not run.plugin.clip(run.inner_optimizer, run.model.parameters(), run.cfg.max_grad_norm):
@@ -485,7 +443,7 @@ def _step(run: _Run, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return loss
 
 
-def _log_and_checkpoint(run: _Run, state: LoopState, bar: Any, ckpt: _Checkpointer | None,
+def _log_and_checkpoint(run: _Run, state: LoopState, bar: Any, ckpt: checkpoint.Checkpointer | None,
                         epoch_seconds: float) -> None:
     """After a step: a history row every ``log_every`` steps, a checkpoint every ``checkpoint_every``."""
     cfg = run.cfg
@@ -502,23 +460,23 @@ def _log_and_checkpoint(run: _Run, state: LoopState, bar: Any, ckpt: _Checkpoint
         saved.update(model=run.unwrapped.state_dict(), optimizer=run.optimizer.state_dict(),
                      scheduler=run.scheduler.state_dict(), elapsed=state.elapsed + epoch_seconds,
                      config=asdict(cfg))
-        ckpt.save(saved, _rng_state(), run.accelerator.is_main_process)
+        ckpt.save(saved, checkpoint.rng_state())
 
 
 _NOT_CHECKPOINTED = ("loss_sum", "loss_count", "stopped_early", "interrupted")
 
 
-def _resume(run: _Run, ckpt: _Checkpointer) -> LoopState:
+def _resume(run: _Run, ckpt: checkpoint.Checkpointer) -> LoopState:
     """Load the model, optimizer, schedule, loop state and random state of the last checkpoint."""
-    saved, rng = ckpt.load()
-    run.unwrapped.load_state_dict(saved["model"])
+    saved, rng = ckpt.load(asdict(run.cfg))
+    checkpoint.load_model_state(run.unwrapped, saved, ckpt.dir)
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])
     state = LoopState(**{k: saved[k] for k in ("step", "epoch", "batch_in_epoch", "history", "best",
                                                "bad_epochs", "elapsed", "seen")},
                       best_state=saved.get("best_state"))
     if rng is not None:
-        _set_rng_state(rng)
+        checkpoint.set_rng_state(rng)
     run.accelerator.print(f"[hft_lessons] resumed from step {state.step} "
                           f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})")
     return state

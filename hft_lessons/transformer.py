@@ -267,7 +267,7 @@ class BertEncoder(nn.Module):
         """Load a BERT-family checkpoint (Hub id or local folder; offline-aware) into a BertEncoder."""
         from transformers import BertModel
 
-        from .backbone import _check_bert_family, resolve_backbone, tiny_bert_config
+        from .backbone import check_bert_family, resolve_backbone, tiny_bert_config
         from .profiles import TINY
 
         path = resolve_backbone(name_or_path, verbose=verbose)
@@ -276,7 +276,7 @@ class BertEncoder(nn.Module):
                 torch.manual_seed(0)
                 model = BertModel(tiny_bert_config())
         else:
-            _check_bert_family(path)
+            check_bert_family(path)
             model = BertModel.from_pretrained(path)
         encoder = cls.from_hf(model, use_fused)
         encoder.eval()

@@ -121,8 +121,9 @@ def test_local_folder_round_trip(tmp_path, monkeypatch, capsys):
     ds = load_task("sst2")
     assert "local data folder" in capsys.readouterr().out
     assert ds["train"]["sentence"] == load_samples("sst2")["train"]["sentence"]
-    # a task missing from the folder falls through to the next source
-    assert len(load_task("squad")["train"]) >= 100
+    # a task missing from the named folder is an error, never a quiet switch to other data
+    with pytest.raises(ValueError, match="has no squad data: looked for the save_to_disk folder"):
+        load_task("squad")
 
 
 def test_broken_local_folder_is_a_clear_error(tmp_path, monkeypatch):

@@ -47,7 +47,7 @@ def _as_configs(config: DeltaConfig | str | Sequence[DeltaConfig | str]) -> list
     return configs
 
 
-def _check_not_merged(backbone: nn.Module, action: str) -> None:
+def check_not_merged(backbone: nn.Module, action: str) -> None:
     if _state(backbone).merged:
         raise ValueError(f"cannot {action} a merged model; call delta.unmerge(model) first")
 
@@ -57,7 +57,7 @@ def apply(model: nn.Module, config: DeltaConfig | str | Sequence[DeltaConfig | s
     backbone, head = split_task_model(model)
     arch = detect(backbone)
     state = _state(backbone)
-    _check_not_merged(backbone, "apply a method to")
+    check_not_merged(backbone, "apply a method to")
     configs = _as_configs(config)
     seen = [c.method for c in state.configs]
     for c in configs:
@@ -85,8 +85,7 @@ def applied_configs(model: nn.Module) -> list[DeltaConfig]:
 
 
 def delta_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Every applied method's trainable parameters, named as in ``model.named_parameters()`` (head
-    excluded)."""
+    """Every applied method's trainable parameters, named as in ``model.named_parameters()`` (no head)."""
     backbone, head = split_task_model(model)
     prefix = "backbone." if head is not None else ""
     found: dict[str, nn.Parameter] = {}
@@ -115,8 +114,7 @@ def is_merged(model: nn.Module) -> bool:
 def _merge_slot(
     parent: nn.Module, attribute: str, merged: list[tuple[nn.Module, str, LinearWrapper]]
 ) -> None:
-    """Merge mergeable wrappers at ``parent.attribute``, innermost first, taking them out of the forward
-    path."""
+    """Merge mergeable wrappers at ``parent.attribute``, innermost first, out of the forward path."""
     module = getattr(parent, attribute)
     if not isinstance(module, LinearWrapper):
         return
@@ -131,12 +129,13 @@ def merge(model: nn.Module) -> nn.Module:
     """Fold LoRA and (IA)³ into the frozen weights: same outputs, plain nn.Linear in the forward path."""
     backbone, _ = split_task_model(model)
     state = _state(backbone)
-    _check_not_merged(backbone, "merge")
+    check_not_merged(backbone, "merge")
     mergeable = [name for name, cls in METHODS.items() if cls.mergeable]
     if not any(c.mergeable for c in state.configs):
         applied = ", ".join(c.method for c in state.configs) or "none"
         raise ValueError(
-            f"nothing to merge: applied methods ({applied}) cannot be merged; mergeable: {', '.join(mergeable)}"
+            f"nothing to merge: applied methods ({applied}) cannot be merged; "
+            f"mergeable: {', '.join(mergeable)}"
         )
     arch = detect(backbone)
     for role in arch.roles:

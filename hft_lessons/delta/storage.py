@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..files import atomic_write
 from .arch import split_task_model
 from .base import config_from_dict
-from .core import _check_not_merged, applied_configs, apply, delta_parameters
+from .core import applied_configs, apply, check_not_merged, delta_parameters
 
 __all__ = ["save", "load", "CONFIG_FILE", "WEIGHTS_FILE"]
 
@@ -32,22 +32,10 @@ def _trained_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
-    """Write ``delta_config.json`` and ``delta_weights.safetensors`` (delta weights + head) to ``directory``."""
+    """Write ``delta_config.json`` and ``delta_weights.safetensors`` (delta + head) to ``directory``."""
     backbone, head = split_task_model(model)
-    _check_not_merged(backbone, "save")
+    check_not_merged(backbone, "save")
     configs = applied_configs(model)
     if not configs:
         raise ValueError("no delta method is applied to this model; call delta.apply(model, config) first")
@@ -55,8 +43,8 @@ def save(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {n: t.detach().to("cpu", copy=True).contiguous() for n, t in _trained_tensors(model).items()}
     meta = {"format": FORMAT, "head": head is not None, "methods": [c.to_dict() for c in configs]}
-    _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    _atomic_write(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    atomic_write(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
     return folder
 
 
@@ -76,19 +64,36 @@ def load(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
         raise ValueError(
             f"the delta in {str(folder)!r} was saved from {saved}; load it into {saved}, not {given}"
         )
-    apply(model, [config_from_dict(c) for c in meta["methods"]])
+    configs = [config_from_dict(c) for c in meta["methods"]]
     saved = load_file(str(folder / WEIGHTS_FILE))
+    _load_into(_shadow(model), configs, saved)  # check on a weightless copy first: failing changes nothing
+    _load_into(model, configs, saved)
+    return model
+
+
+def _shadow(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose tensors are empty "meta" tensors: same structure and shapes, no memory."""
+    memo: dict[int, object] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        empty = torch.empty_like(t, device="meta")
+        is_param = isinstance(t, nn.Parameter)
+        memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if is_param else empty
+    return copy.deepcopy(model, memo)
+
+
+def _load_into(model: nn.Module, configs: list, saved: dict[str, torch.Tensor]) -> None:
+    apply(model, configs)
     targets = _trained_tensors(model)
     if set(saved) != set(targets):
         missing, extra = sorted(set(targets) - set(saved)), sorted(set(saved) - set(targets))
         raise ValueError(
             f"saved weights do not match the model: missing {missing[:5]}, unexpected {extra[:5]}"
         )
+    for name, tensor in saved.items():
+        if targets[name].shape != tensor.shape:
+            raise ValueError(
+                f"{name}: saved shape {tuple(tensor.shape)} != model shape {tuple(targets[name].shape)}"
+            )
     with torch.no_grad():
         for name, tensor in saved.items():
-            if targets[name].shape != tensor.shape:
-                raise ValueError(
-                    f"{name}: saved shape {tuple(tensor.shape)} != model shape {tuple(targets[name].shape)}"
-                )
             targets[name].copy_(tensor)
-    return model
