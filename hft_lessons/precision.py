@@ -150,7 +150,7 @@ def resolve_mixed_precision(choice: str, model: Any) -> str:
         return choice
     import torch
 
-    from .runtime import uses_cuda
+    from .devices import uses_cuda
 
     cuda = uses_cuda()
     size = sum(p.numel() for p in model.parameters())

@@ -36,6 +36,7 @@ from . import checkpoint
 from .delta.arch import detect, layers, split_task_model
 from .devices import cpu_requested, uses_cuda
 from .evaluation import evaluate, predict_rows
+from .precision import resolve_mixed_precision
 from .runtime import seed_everything
 from .sampler import LengthGroupedBatchSampler
 from .tasks.base import Task
@@ -181,14 +182,6 @@ def _force_cpu() -> bool:
     return cpu_requested() or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
 
 
-def _mixed_precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if uses_cuda():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
 def _layer_depths(model: nn.Module) -> dict[int, int]:
     """How far below the top each backbone parameter sits, by structure: layer k of n is n-1-k, embeddings n.
 
@@ -330,11 +323,11 @@ def train(model: nn.Module, task: Task, train_features: Dataset, eval_features: 
     return result
 
 
-def _accelerator(cfg: TrainConfig) -> Accelerator:
+def _accelerator(cfg: TrainConfig, model: nn.Module) -> Accelerator:
     return Accelerator(
         cpu=_force_cpu(),  # HFT_DEVICE=cpu / --cpu, or several processes and no CUDA (data parallel, gloo)
         gradient_accumulation_steps=cfg.grad_accum,
-        mixed_precision=_mixed_precision(cfg.mixed_precision),
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision, model),  # 'auto': hft_lessons.precision
         dataloader_config=DataLoaderConfiguration(split_batches=True),
         step_scheduler_with_optimizer=False,
         # BERT's pooler (and, for some heads, other weights) gets no gradient: DDP must not wait for it
@@ -354,7 +347,7 @@ def _train(model: nn.Module, task: Task, train_features: Dataset, eval_features:
            eval_raw: Dataset | None, tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig,
            plugin: TrainingPlugin | None) -> TrainResult:
     seed_everything(cfg.seed)
-    accelerator = _accelerator(cfg)
+    accelerator = _accelerator(cfg, model)
     on_cpu = accelerator.device.type == "cpu"
     if on_cpu:  # kept on every CPU run, not only fast_cpu: it saves ~2.5 s of page copies (see own_weights)
         own_weights(model)

@@ -98,17 +98,20 @@ def test_asking_for_the_cpu_keeps_everything_off_the_gpu(monkeypatch, variable, 
     # `HFT_DEVICE=cpu` or `accelerate launch --cpu` on a machine with a GPU: the device, the automatic profile, the
     # trainer's device and its automatic mixed precision all follow the request (no bf16 autocast on the CPU)
     from hft_lessons import training
+    from hft_lessons.precision import resolve_mixed_precision
+
+    model = torch.nn.Linear(4, 2)
 
     for name in ("HFT_DEVICE", "ACCELERATE_USE_CPU", "HFT_PROFILE", "CI", "WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert devices.uses_cuda() and runtime.pick_device().type == "cuda" and get_profile().name == "gpu"
-    assert training._mixed_precision("auto") == "bf16" and not training._force_cpu()
+    assert resolve_mixed_precision("auto", model) == "bf16" and not training._force_cpu()
     monkeypatch.setenv(variable, value)
     assert devices.cpu_requested() and not devices.uses_cuda()
     assert runtime.pick_device().type == "cpu" and get_profile().name == "cpu"
-    assert training._mixed_precision("auto") == "no" and training._mixed_precision("bf16") == "bf16"
+    assert resolve_mixed_precision("auto", model) == "no" and resolve_mixed_precision("bf16", model) == "bf16"
     assert training._force_cpu()
 
 
