@@ -9,8 +9,10 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
+from .profiles import TASK_NAMES
+
 __all__ = [
-    "TASKS",
+    "SST2_LABELS",
     "FEATURES",
     "NER_LABELS",
     "load_task",
@@ -20,7 +22,7 @@ __all__ = [
     "subset",
 ]
 
-TASKS = ("sst2", "conll2003", "squad")
+SST2_LABELS = ("negative", "positive")  # SST-2's label names, in label-id order
 
 POS_TAGS = ['"', "''", "#", "$", "(", ")", ",", ".", ":", "``", "CC", "CD", "DT", "EX", "FW", "IN",
             "JJ", "JJR", "JJS", "LS", "MD", "NN", "NNP", "NNPS", "NNS", "NN|SYM", "PDT", "POS", "PRP",
@@ -35,7 +37,7 @@ FEATURES: dict[str, Features] = {
     "sst2": Features(
         {
             "sentence": Value("string"),
-            "label": ClassLabel(names=["negative", "positive"]),
+            "label": ClassLabel(names=list(SST2_LABELS)),
             "idx": Value("int32"),
         }
     ),
@@ -68,8 +70,8 @@ HUB_SOURCES: dict[str, dict[str, str | None]] = {
 
 
 def _check_task(name: str) -> None:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    if name not in TASK_NAMES:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)}")
 
 
 def _offline_flag() -> bool:

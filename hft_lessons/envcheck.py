@@ -82,14 +82,14 @@ def check_device() -> Check:
 
 def check_data(data_dir: str | os.PathLike | None = None) -> list[Check]:
     """One check per task: a save_to_disk folder under ``data_dir`` / $HFT_DATA_DIR with train and validation."""
-    from .data import TASKS
+    from .profiles import TASK_NAMES
 
     root = data_dir or os.environ.get("HFT_DATA_DIR")
     if not root:
         return [Check(f"data {t}", False, "HFT_DATA_DIR is not set",
-                      f"data for {t} (set HFT_DATA_DIR to a folder holding {t}/)") for t in TASKS]
+                      f"data for {t} (set HFT_DATA_DIR to a folder holding {t}/)") for t in TASK_NAMES]
     checks = []
-    for task in TASKS:
+    for task in TASK_NAMES:
         folder = Path(root) / task
         if not folder.is_dir():
             checks.append(Check(f"data {task}", False, f"no folder {task}/ in HFT_DATA_DIR",

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from .data import NER_LABELS
+from .data import NER_LABELS, SST2_LABELS
 from .metrics import tags_to_spans
 from .tasks.base import TaskModel
 from .tasks.question_answering import QuestionAnsweringTask, SpanHead, decode_spans, window_stride
@@ -19,7 +19,6 @@ from .tasks.token_classification import TokenClassificationHead, align_labels
 
 __all__ = ["classify", "tag_entities", "answer", "split_words", "model_max_length"]
 
-SST2_LABELS = ("negative", "positive")
 _WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")  # words (with inner - ' .) or single punctuation marks
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hft_lessons import data
-from hft_lessons.data import FEATURES, TASKS, load_samples, load_task
+from hft_lessons.data import FEATURES, load_samples, load_task
+from hft_lessons.profiles import TASK_NAMES
 
 REAL = Path(os.environ.get("HFT_DATA_DIR", "../shared/datasets"))
 needs_real = pytest.mark.skipif(not (REAL / "sst2").exists(), reason="real datasets not available")
@@ -21,7 +22,7 @@ def offline(monkeypatch):
     monkeypatch.delenv("HFT_DATA_DIR", raising=False)
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", TASK_NAMES)
 def test_samples_have_hub_features_and_sizes(name, offline):
     ds = load_task(name)
     assert set(ds) == {"train", "validation"}
@@ -147,6 +148,6 @@ def test_real_data_folder(monkeypatch):
     monkeypatch.setenv("HFT_DATA_DIR", str(REAL))
     sst2 = load_task("sst2")
     assert len(sst2["train"]) == 67_349 and len(sst2["validation"]) == 872
-    for name in TASKS:
+    for name in TASK_NAMES:
         ds = load_task(name)
         assert ds["train"].features == FEATURES[name]

@@ -21,12 +21,12 @@ from hft_lessons.multitask import (
     MultiTaskModel,
     sampling_probabilities,
 )
+from hft_lessons.profiles import TASK_NAMES as TASKS
 from hft_lessons.training import TrainConfig, train
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HFT_PROFILE": "smoke", "OMP_NUM_THREADS": "1"}
 ENV.pop("HFT_DATA_DIR", None)
-TASKS = ("sst2", "conll2003", "squad")
 MAX_LENGTH = {"sst2": 48, "conll2003": 48, "squad": 96}
 
 

@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..data import SST2_LABELS
 from ..evaluation import predict_rows
 from ..tasks.base import Task
-from ..tasks.sequence_classification import SST2_LABELS
 
 __all__ = ["NEGATION_WORDS", "CONTRAST_WORDS", "SLICES", "predict_split", "confusion_matrix",
            "plot_confusion_matrix", "sentence_words", "slice_mask", "accuracy", "slice_report",

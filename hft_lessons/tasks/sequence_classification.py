@@ -8,11 +8,11 @@ from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..data import SST2_LABELS
 from .base import Task
 
 __all__ = ["ClassificationHead", "SequenceClassificationTask", "pool", "SST2_LABELS"]
 
-SST2_LABELS = ("negative", "positive")  # SST-2's label names, in label-id order
 
 POOLING = ("mean", "cls")
 
