@@ -12,8 +12,8 @@ from .data import hub_reachable
 from .profiles import MINILM, TINY, get_profile
 from .runtime import quiet_libraries
 
-__all__ = ["load_backbone", "resolve_backbone", "packaged_minilm_path", "tiny_bert_config", "BERT_FAMILY",
-           "backbone_label"]
+__all__ = ["load_backbone", "resolve_backbone", "packaged_minilm_path", "tiny_bert_config", "tiny_random_bert",
+           "BERT_FAMILY", "backbone_label", "check_bert_family"]
 
 BERT_FAMILY = ("bert",)
 KNOWN_MODELS = (MINILM, "bert-base-uncased", "bert-base-cased", "bert-large-uncased", TINY)
@@ -115,6 +115,13 @@ def _load_local_bert(path: str) -> tuple[PreTrainedTokenizerBase, BertModel]:
     return tokenizer, model
 
 
+def tiny_random_bert(vocab_size: int = 30522) -> BertModel:
+    """The smoke profile's tiny random BERT: seeded, so every call builds the same weights."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return BertModel(tiny_bert_config(vocab_size))
+
+
 def load_backbone(
     name: str | None = None, device: torch.device | str | None = None, verbose: bool = True
 ) -> tuple[PreTrainedTokenizerBase, BertModel]:
@@ -123,9 +130,7 @@ def load_backbone(
     quiet_libraries()
     if path == TINY:
         tokenizer = _tiny_tokenizer()
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = BertModel(tiny_bert_config(tokenizer.vocab_size))
+        model = tiny_random_bert(tokenizer.vocab_size)
         if verbose:
             print("[hft_lessons] backbone: a tiny random BERT (smoke profile: speed over learning)")
     elif Path(path).is_dir():

@@ -267,14 +267,12 @@ class BertEncoder(nn.Module):
         """Load a BERT-family checkpoint (Hub id or local folder; offline-aware) into a BertEncoder."""
         from transformers import BertModel
 
-        from .backbone import check_bert_family, resolve_backbone, tiny_bert_config
+        from .backbone import check_bert_family, resolve_backbone, tiny_random_bert
         from .profiles import TINY
 
         path = resolve_backbone(name_or_path, verbose=verbose)
         if path == TINY:  # the same seeded tiny random BERT that load_backbone builds
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                model = BertModel(tiny_bert_config())
+            model = tiny_random_bert()
         else:
             check_bert_family(path)
             model = BertModel.from_pretrained(path)
