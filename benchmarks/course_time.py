@@ -33,7 +33,9 @@ def chapters(selected: list[str] | None) -> list[Path]:
     picked = [p for p in found if p.name[:2] in selected]
     missing = sorted(set(selected) - {p.name[:2] for p in picked})
     if missing:
-        raise SystemExit(f"no chapter numbered {', '.join(missing)}; have {', '.join(p.name[:2] for p in found)}")
+        raise SystemExit(
+            f"no chapter numbered {', '.join(missing)}; have {', '.join(p.name[:2] for p in found)}"
+        )
     return picked
 
 
@@ -60,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
     parser.add_argument("--chapters", nargs="*", help="number prefixes, e.g. 01 04 (default: all)")
-    parser.add_argument("--out", type=Path, help="CSV to write (default: benchmarks/results/course_time_<profile>.csv)")
+    parser.add_argument(
+        "--out", type=Path, help="CSV to write (default: benchmarks/results/course_time_<profile>.csv)"
+    )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     args = parser.parse_args(argv)
     os.environ["HFT_PROFILE"] = args.profile

@@ -1,6 +1,7 @@
 """Time forward+backward of our BertEncoder vs transformers.BertModel: same weights, same batch, one run.
 
-    HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/encoder_speed.py [--batch 32 --length 128]
+    HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/encoder_speed.py \\
+        [--batch 32 --length 128]
 
 Uses the packaged all-MiniLM-L6-v2 (or --model) and real SST-2 sentences (the shipped samples without
 HFT_DATA_DIR). Runs are interleaved, ours then theirs, after warm-up; prints the median times and the ratio
@@ -69,7 +70,8 @@ def main() -> None:
     t_ours, t_hf = statistics.median(times["ours"]), statistics.median(times["hf"])
     shape = tuple(batch["input_ids"].shape)
     print(
-        f"device {device} | torch {torch.__version__} | batch {shape} | forward+backward, median of {args.repeats}"
+        f"device {device} | torch {torch.__version__} | batch {shape} | forward+backward, "
+        f"median of {args.repeats}"
     )
     print(f"ours (hft_lessons.transformer.BertEncoder): {t_ours * 1e3:8.1f} ms")
     print(f"transformers.BertModel ({hf.config._attn_implementation}):          {t_hf * 1e3:8.1f} ms")

@@ -1,41 +1,43 @@
 """The course trainer vs Hugging Face `Trainer`: same model, data, batch size and method, side by side.
 
-    HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/trainer_speed.py [--max-train 4000 --epochs 2]
+    HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/trainer_speed.py \\
+        [--max-train 4000 --epochs 2]
 
 For each method (full fine-tuning and LoRA) it trains the packaged all-MiniLM-L6-v2 with a classification
 head on SST-2 up to four ways: the course trainer (`hft_lessons.training.train`) as the chapters run it
 (`course`) and with its opt-in CPU speed-ups (`course_fast`: `TrainConfig(fast_cpu=True)`, NumPy-drawn dropout
-masks, clipping inside fused AdamW, LoRA's low-rank product accumulated inside the projection's matrix multiplies,
-attention with a hand-written backward, BERT layers that skip padding, linear layers multiplied by oneDNN where
-it measures faster than MKL, and for full fine-tuning a word-embedding table that trains only the rows the
-training sentences reach; see
+masks, clipping inside fused AdamW, LoRA's low-rank product accumulated inside the projection's matrix
+multiplies, attention with a hand-written backward, BERT layers that skip padding, linear layers multiplied by
+oneDNN where it measures faster than MKL, and for full fine-tuning a word-embedding table that trains only the
+rows the training sentences reach; see
 `hft_lessons.speedups`), `Trainer` with its default random sampler, and `Trainer` with
 `train_sampling_strategy="group_by_length"` (its fastest setting). It prints examples per second, peak memory
-and validation accuracy for each, and the ratios against `Trainer`. `model_only` runs forward and backward over the
-same batches and nothing else (no optimizer step: nothing learns): no trainer that leaves the model's own
-computation (dropout included) as it is can be faster than that; `course_fast` changes how that computation is
-done (not what it computes), so it can. `bare` is the shortest correct PyTorch loop over
-the course trainer's batches and recipe (forward, backward, clipping, fused AdamW step, learning-rate schedule;
-no Accelerate, no logging, no checkpoints): the least work any trainer that really trains with AdamW must do.
-Both course runners first copy the weights that `from_pretrained` left in its file mapping into memory of their
-own (`hft_lessons.training.own_weights`, ~20 ms); `Trainer`, given the same model, lets its first optimizer
-step copy them page by page (that way the course trainer's first step took ~2.5 s more on the
+and validation accuracy for each, and the ratios against `Trainer`. `model_only` runs forward and backward
+over the same batches and nothing else (no optimizer step: nothing learns): no trainer that leaves the model's
+own computation (dropout included) as it is can be faster than that; `course_fast` changes how that
+computation is done (not what it computes), so it can. `bare` is the shortest correct PyTorch loop over
+the course trainer's batches and recipe (forward, backward, clipping, fused AdamW step, learning-rate
+schedule; no Accelerate, no logging, no checkpoints): the least work any trainer that really trains with AdamW
+must do.
+Both course runners first copy the weights that `from_pretrained` left in its file mapping into memory of
+their own (`hft_lessons.training.own_weights`, ~20 ms); `Trainer`, given the same model, lets its first
+optimizer step copy them page by page (that way the course trainer's first step took ~2.5 s more on the
 2-core benchmark machine).
 Every runner is timed the same way: the wall time of the whole training call (setup, data loading and
 optimizer steps included; evaluation comes after it), divided into the examples it trained on.
 Peak memory on CPU is the resident set sampled during training; each run also gets its own process.
-The course trainer uses the method's SST-2 recipe as `finetune` does (for full fine-tuning: lr 2e-4 at the top,
-layer-wise decay 0.8, head 1e-3); `Trainer` gets one flat learning rate, the method's base recipe lr (1e-4 full,
-2e-3 LoRA), as in every earlier measurement.
+The course trainer uses the method's SST-2 recipe as `finetune` does (for full fine-tuning: lr 2e-4 at the
+top, layer-wise decay 0.8, head 1e-3); `Trainer` gets one flat learning rate, the method's base recipe lr
+(1e-4 full, 2e-3 LoRA), as in every earlier measurement.
 `--runners course,hf_grouped` skips the slow default-sampler runs when only the fastest setting matters;
 by default `course_fast` is left out (add it to `--runners`).
 `--repeats N` trains every pair N times, alternating the runners, with seeds 0 to N - 1 (the classifier head's
 initialisation, dropout and batch order; the 4,000 training sentences stay the same), and compares medians:
-on a shared or throttled machine one run per side can be off by 10% or more, and one seed's validation accuracy
-by about a point. Every runner gets the same seeds.
-`--results benchmarks/results/trainer_speed.csv` appends one row per run (method, runner, sampler, seed, speed,
-peak memory, accuracy and the command that made it) to a CSV; `tools/benchmark_table.py` turns that file into the
-table of the book's Benchmarks page.
+on a shared or throttled machine one run per side can be off by 10% or more, and one seed's validation
+accuracy by about a point. Every runner gets the same seeds.
+`--results benchmarks/results/trainer_speed.csv` appends one row per run (method, runner, sampler, seed,
+speed, peak memory, accuracy and the command that made it) to a CSV; `tools/benchmark_table.py` turns that
+file into the table of the book's Benchmarks page.
 """
 
 from __future__ import annotations
@@ -53,14 +55,17 @@ RUNNERS = ("course", "course_fast", "hf_default", "hf_grouped", "model_only", "b
 DEFAULT_RUNNERS = ("course", "hf_default", "hf_grouped")
 COURSE = ("course", "course_fast")
 TRAINER = ("hf_default", "hf_grouped")
-RESULT_FIELDS = ("method", "runner", "sampler", "seed", "examples_per_second", "peak_memory_mb", "accuracy", "source")
+RESULT_FIELDS = (
+    "method", "runner", "sampler", "seed", "examples_per_second", "peak_memory_mb", "accuracy", "source"
+)
 
 
 def result_row(method: str, runner: str, seed: int, run: dict[str, float], command: str) -> dict[str, str]:
     """One run as a row of the results CSV (the sampler is random only for Trainer's default)."""
     return {"method": method, "runner": runner, "sampler": "random" if runner == "hf_default" else "grouped",
             "seed": str(seed), "examples_per_second": f"{run['examples_per_second']:.1f}",
-            "peak_memory_mb": f"{run['peak_memory_mb']:.0f}", "accuracy": f"{run['accuracy']:.4f}", "source": command}
+            "peak_memory_mb": f"{run['peak_memory_mb']:.0f}", "accuracy": f"{run['accuracy']:.4f}",
+            "source": command}
 
 
 def append_results(path: str, rows: list[dict[str, str]]) -> None:
@@ -269,7 +274,8 @@ def main() -> None:
     unknown = sorted(set(runners) - set(RUNNERS))
     if unknown or not set(runners) & set(COURSE) or not set(runners) & set(TRAINER):
         p.error(
-            f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, hf_grouped "
+            f"--runners {args.runners!r}: give course and/or course_fast, and at least one of hf_default, "
+            "hf_grouped "
             "(model_only and bare may be added)"
         )
     if args.repeats < 1:
@@ -294,7 +300,9 @@ def main() -> None:
                 runs.setdefault((method, runner), []).append(r)
                 if args.results:
                     args.seed = repeat
-                    append_results(args.results, [result_row(method, runner, repeat, r, _command(runner, method, args))])
+                    append_results(
+                        args.results, [result_row(method, runner, repeat, r, _command(runner, method, args))]
+                    )
                 print(f"{method:5s} {runner:11s} seed {repeat} {r['examples_per_second']:8.1f} ex/s  "
                       f"peak {r['peak_memory_mb']:7.0f} MB  accuracy {r['accuracy']:.4f}", flush=True)
     rows = {
@@ -325,15 +333,17 @@ def main() -> None:
         if "bare" in runners:
             floor = rows[(method, "bare")]["examples_per_second"]
             print(
-                f"{method}: the bare PyTorch loop (forward, backward, clipping, fused AdamW, schedule) {floor:.1f} "
+                f"{method}: the bare PyTorch loop (forward, backward, clipping, fused AdamW, schedule) "
+                f"{floor:.1f} "
                 f"ex/s = {floor / fastest['examples_per_second']:.2f}x Trainer fastest, accuracy "
                 f"{rows[(method, 'bare')]['accuracy']:.4f}"
             )
         if "model_only" in runners:
             ceiling = rows[(method, "model_only")]["examples_per_second"]
             print(
-                f"{method}: forward + backward alone (no optimizer, no clipping) {ceiling:.1f} ex/s: a trainer that "
-                f"leaves the model's computation as it is cannot pass {ceiling / fastest['examples_per_second']:.2f}x "
+                f"{method}: forward + backward alone (no optimizer, no clipping) {ceiling:.1f} ex/s: "
+                f"a trainer that leaves the model's computation as it is cannot pass "
+                f"{ceiling / fastest['examples_per_second']:.2f}x "
                 f"Trainer fastest"
             )
 

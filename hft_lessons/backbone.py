@@ -12,8 +12,8 @@ from .data import hub_reachable
 from .profiles import MINILM, TINY, get_profile
 from .runtime import quiet_libraries
 
-__all__ = ["load_backbone", "resolve_backbone", "packaged_minilm_path", "tiny_bert_config", "tiny_random_bert",
-           "BERT_FAMILY", "backbone_label", "check_bert_family"]
+__all__ = ["load_backbone", "resolve_backbone", "packaged_minilm_path", "tiny_bert_config",
+           "tiny_random_bert", "BERT_FAMILY", "backbone_label", "check_bert_family"]
 
 BERT_FAMILY = ("bert",)
 KNOWN_MODELS = (MINILM, "bert-base-uncased", "bert-base-cased", "bert-large-uncased", TINY)

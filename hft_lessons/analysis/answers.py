@@ -1,4 +1,6 @@
-"""Error analysis for extractive QA (SQuAD): per-question predictions and scores, worst errors, question types.
+"""Error analysis for extractive QA (SQuAD).
+
+Per-question predictions and scores, worst errors, question types.
 
 The predictions come from the package's own evaluation path (``evaluation.evaluate`` batching, then
 ``QuestionAnsweringTask.answers``, i.e. ``decode_spans``), so they are exactly the answers behind the

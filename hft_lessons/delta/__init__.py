@@ -1,9 +1,11 @@
-"""Delta tuning, written once for every BERT-family encoder: LoRA, adapters, BitFit, prefix tuning, (IA)³, UniPELT.
+"""Delta tuning, written once for every BERT-family encoder.
 
-``delta.apply(model, config)`` attaches a method (or a list of different ones) to a ``transformers.BertModel``,
-an ``hft_lessons.transformer.BertEncoder``, or a task model with ``.backbone`` and ``.head``; only the delta
-parameters and the head train. ``merge``/``unmerge`` fold LoRA and (IA)³ into the weights; ``save``/``load``
-store only what was trained.
+The methods: LoRA, adapters, BitFit, prefix tuning, (IA)³, UniPELT.
+
+``delta.apply(model, config)`` attaches a method (or a list of different ones) to a
+``transformers.BertModel``, an ``hft_lessons.transformer.BertEncoder``, or a task model with ``.backbone`` and
+``.head``; only the delta parameters and the head train. ``merge``/``unmerge`` fold LoRA and (IA)³ into the
+weights; ``save``/``load`` store only what was trained.
 """
 
 from .adapter import AdapterConfig, AdapterLinear, Bottleneck

@@ -31,7 +31,8 @@ class IA3Config(DeltaConfig):
         stray = [m for m in self.feedforward_modules if m not in self.target_modules]
         if stray:
             raise ValueError(
-                f"IA3Config.feedforward_modules {stray} must also be in target_modules {list(self.target_modules)}"
+                f"IA3Config.feedforward_modules {stray} must also be in target_modules "
+                f"{list(self.target_modules)}"
             )
 
     def attach(self, backbone: nn.Module, arch: Architecture) -> None:
