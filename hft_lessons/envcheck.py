@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["Check", "REQUIRED", "check_versions", "check_device", "check_data", "check_model", "smoke_training",
-           "iter_checks", "run_checks", "verdict", "main"]
+__all__ = ["Check", "REQUIRED", "check_versions", "check_device", "check_data", "check_model",
+           "smoke_training", "iter_checks", "run_checks", "verdict", "main"]
 
 # the minimum versions of pyproject's dependencies
 REQUIRED = {"torch": "2.1", "transformers": "5.0", "datasets": "3.0", "peft": "0.13", "accelerate": "1.0",
@@ -60,7 +60,9 @@ def check_versions(required: dict[str, str] | None = None) -> list[Check]:
         try:
             found = metadata.version(name)
         except metadata.PackageNotFoundError:
-            checks.append(Check(name, False, "not installed", f"{name}>={minimum} (pip install '{name}>={minimum}')"))
+            checks.append(
+                Check(name, False, "not installed", f"{name}>={minimum} (pip install '{name}>={minimum}')")
+            )
             continue
         ok = _version_tuple(found) >= _version_tuple(minimum)
         detail = found if ok else f"{found}, need >= {minimum}"
@@ -81,7 +83,10 @@ def check_device() -> Check:
 
 
 def check_data(data_dir: str | os.PathLike | None = None) -> list[Check]:
-    """One check per task: a save_to_disk folder under ``data_dir`` / $HFT_DATA_DIR with train and validation."""
+    """One check per task: a save_to_disk folder with train and validation.
+
+    The task folders are looked up under ``data_dir`` / $HFT_DATA_DIR.
+    """
     from .profiles import TASK_NAMES
 
     root = data_dir or os.environ.get("HFT_DATA_DIR")
@@ -105,7 +110,9 @@ def check_data(data_dir: str | os.PathLike | None = None) -> list[Check]:
             checks.append(Check(f"data {task}", False, f"cannot load {task}/: {first}",
                                 f"data for {task} ({task}/ does not load)"))
             continue
-        checks.append(Check(f"data {task}", True, f"train {rows['train']:,}, validation {rows['validation']:,}"))
+        checks.append(
+            Check(f"data {task}", True, f"train {rows['train']:,}, validation {rows['validation']:,}")
+        )
     return checks
 
 
@@ -145,11 +152,14 @@ def smoke_training(model: str | None = None, examples: int = 64, epochs: int = 1
         net = prepare_model(task.build_model(backbone), "lora")
         config = TrainConfig(lr=2e-3, epochs=epochs, batch_size=8, progress=False, log_every=1,
                              mixed_precision="no")
-        with contextlib.redirect_stdout(io.StringIO()):  # the trainer's per-epoch lines; the report says enough
+        # the trainer's per-epoch lines; the report says enough
+        with contextlib.redirect_stdout(io.StringIO()):
             result = train(net, task, train_f, eval_f, data["validation"], tokenizer, config)
     except Exception as err:  # any failure is the finding
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return Check("smoke training", False, f"{type(err).__name__}: {first}", f"a working training run ({first})")
+        return Check(
+            "smoke training", False, f"{type(err).__name__}: {first}", f"a working training run ({first})"
+        )
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in result.history if "loss" in h]
     finite = bool(losses) and all(loss == loss and abs(loss) != float("inf") for loss in losses)

@@ -3,8 +3,8 @@
 The outline's *adapter layer* (one Linear and a ReLU on the pooled vector) is not the bottleneck adapter of
 Houlsby et al. (``hft_lessons.delta.AdapterConfig``), which sits inside every encoder layer.
 
-The outline's code puts a ReLU on the logits; chapter 5 shows why that hurts (negative logits are clipped to 0,
-their gradient dies, predictions get stuck) and fixes it with ``logit_activation=False``.
+The outline's code puts a ReLU on the logits; chapter 5 shows why that hurts (negative logits are clipped to
+0, their gradient dies, predictions get stuck) and fixes it with ``logit_activation=False``.
 """
 
 from __future__ import annotations

@@ -52,10 +52,10 @@ class Profile:
         return self.tasks[name]
 
 
-# Full fine-tuning of BERT-base as published: one learning rate for every weight and 10% linear warmup (Google's
-# run_classifier.py and run_squad.py); lr 2e-5 for SST-2 (from the grid of Devlin et al. 2019), 5e-5 for CoNLL-2003
-# (Hugging Face's token-classification example) and 3e-5 for SQuAD (its question-answering example, EM/F1 81.2/88.5).
-# The other methods keep their recipes, which were tuned on MiniLM.
+# Full fine-tuning of BERT-base as published: one learning rate for every weight and 10% linear warmup
+# (Google's run_classifier.py and run_squad.py); lr 2e-5 for SST-2 (from the grid of Devlin et al. 2019), 5e-5
+# for CoNLL-2003 (Hugging Face's token-classification example) and 3e-5 for SQuAD (its question-answering
+# example, EM/F1 81.2/88.5). The other methods keep their recipes, which were tuned on MiniLM.
 _PUBLISHED = {"head_lr": None, "warmup_ratio": 0.1, "layer_decay": None}
 
 PROFILES: dict[str, Profile] = {
@@ -81,8 +81,10 @@ PROFILES: dict[str, Profile] = {
         "gpu",
         "Colab or a workstation: bert-base-uncased on the full data, published recipes",
         {
-            "sst2": TaskSettings(BERT_BASE, None, None, 3, 32, 128, recipes={"full": {**_PUBLISHED, "lr": 2e-5}}),
-            "conll2003": TaskSettings(BERT_BASE, None, None, 3, 32, 128, recipes={"full": {**_PUBLISHED, "lr": 5e-5}}),
+            "sst2": TaskSettings(BERT_BASE, None, None, 3, 32, 128,
+                                 recipes={"full": {**_PUBLISHED, "lr": 2e-5}}),
+            "conll2003": TaskSettings(BERT_BASE, None, None, 3, 32, 128,
+                                      recipes={"full": {**_PUBLISHED, "lr": 5e-5}}),
             "squad": TaskSettings(BERT_BASE, None, None, 2, 12, 384, stride=128,
                                   recipes={"full": {**_PUBLISHED, "lr": 3e-5}}),
         },

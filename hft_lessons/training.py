@@ -373,7 +373,8 @@ def _loop(run: _Run) -> TrainResult:
     """The epochs: train, evaluate, maybe stop early; then the final metrics."""
     cfg = run.cfg
     acc = run.accelerator
-    ckpt = (checkpoint.Checkpointer(cfg.output_dir, acc.process_index, acc.is_main_process, acc.wait_for_everyone)
+    ckpt = (checkpoint.Checkpointer(cfg.output_dir, acc.process_index, acc.is_main_process,
+                                    acc.wait_for_everyone)
             if cfg.output_dir else None)
     state = _resume(run, ckpt) if cfg.resume and ckpt is not None and ckpt.exists() else LoopState()
     for epoch in range(state.epoch, cfg.epochs):

@@ -284,7 +284,8 @@ class BertEncoder(nn.Module):
         """Copy a Hugging Face BERT state dict (``bert.`` prefix optional) into this encoder's names."""
         state = {k.removeprefix("bert."): v for k, v in state.items()}
         mine = {}
-        for hf, ours in (("word_embeddings", "word_embeddings"), ("position_embeddings", "position_embeddings"),
+        for hf, ours in (("word_embeddings", "word_embeddings"),
+                         ("position_embeddings", "position_embeddings"),
                          ("token_type_embeddings", "token_type_embeddings")):  # fmt: skip
             mine[f"embeddings.{ours}.weight"] = state[f"embeddings.{hf}.weight"]
         for p in ("weight", "bias"):

@@ -129,9 +129,10 @@ def _dropout_forward(self: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def patched_dropout(model: nn.Module) -> Iterator[int]:
-    """Inside the block every ``nn.Dropout`` of ``model`` uses :func:`numpy_dropout`; yields how many were patched.
+    """Inside the block every ``nn.Dropout`` of ``model`` uses :func:`numpy_dropout`.
 
-    Attention-probability dropout is not an ``nn.Dropout`` call: :func:`cpu_attention` draws it with NumPy.
+    Yields how many were patched. Attention-probability dropout is not an ``nn.Dropout`` call:
+    :func:`cpu_attention` draws it with NumPy.
     """
     with _forwards_replaced(
         [m for m in model.modules() if type(m) is nn.Dropout and m.p > 0 and not m.inplace], _dropout_forward
@@ -149,11 +150,11 @@ def fuses_clipping(optimizer: torch.optim.Optimizer) -> bool:
 @torch.no_grad()
 def clip_into_optimizer(optimizer: torch.optim.Optimizer, parameters: Iterable[nn.Parameter],
                         max_norm: float) -> torch.Tensor:
-    """Clip the total gradient norm to ``max_norm`` inside the next fused ``optimizer.step()``; return the norm.
+    """Clip the total gradient norm to ``max_norm`` inside the next fused ``optimizer.step()``.
 
-    ``clip_grad_norm_`` multiplies every gradient by ``min(1, max_norm / norm)`` in a pass of its own; the
-    fused kernel divides by ``optimizer.grad_scale`` on its way through, so setting that scale to the
-    inverse does the same in the pass the update makes anyway.
+    Returns the norm. ``clip_grad_norm_`` multiplies every gradient by ``min(1, max_norm / norm)`` in a pass
+    of its own; the fused kernel divides by ``optimizer.grad_scale`` on its way through, so setting that scale
+    to the inverse does the same in the pass the update makes anyway.
     """
     if not fuses_clipping(optimizer):
         raise ValueError(f"clip_into_optimizer needs a fused Adam or AdamW, got {type(optimizer).__name__}")
@@ -253,10 +254,10 @@ def _onednn_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def onednn_linear(model: nn.Module) -> Iterator[int]:
-    """Inside the block the ``nn.Linear`` layers of ``model`` multiply with oneDNN where it is faster; yields how many.
+    """Inside the block the ``nn.Linear`` layers of ``model`` multiply with oneDNN where it is faster.
 
-    Nothing changes (yields 0) where :func:`onednn_is_faster` finds MKL as fast. LoRA's fused projections
-    (:func:`fused_lora`) use oneDNN for their frozen product as well.
+    Yields how many. Nothing changes (yields 0) where :func:`onednn_is_faster` finds MKL as fast. LoRA's fused
+    projections (:func:`fused_lora`) use oneDNN for their frozen product as well.
     """
     if not onednn_is_faster():
         yield 0
@@ -363,12 +364,12 @@ def _attention_core_backward(
 
 
 class AttentionFunction(torch.autograd.Function):
-    """``dropout(softmax(q kᵀ·scale + mask)) v`` for ``[batch, heads, tokens, head_dim]`` inputs, backward by hand.
+    """``dropout(softmax(q kᵀ·scale + mask)) v`` with the backward written by hand.
 
-    With dropout, ``scaled_dot_product_attention`` on the CPU falls back to its op-by-op path, which copies
-    each input twice, scales q and k separately and draws the mask with ``bernoulli_``. This copies each
-    input once (q with the scale folded in), draws the mask with :func:`dropout_scale_mask` and writes
-    the backward as five products and one softmax gradient.
+    The inputs are ``[batch, heads, tokens, head_dim]``. With dropout, ``scaled_dot_product_attention`` on the
+    CPU falls back to its op-by-op path, which copies each input twice, scales q and k separately and draws
+    the mask with ``bernoulli_``. This copies each input once (q with the scale folded in), draws the mask
+    with :func:`dropout_scale_mask` and writes the backward as five products and one softmax gradient.
     """
 
     @staticmethod
@@ -478,7 +479,7 @@ def cpu_attention_forward(
 
 @contextmanager
 def cpu_attention(model: nn.Module) -> Iterator[int]:
-    """Inside the block the Hugging Face models in ``model`` that use SDPA attention use :func:`cpu_attention_forward`.
+    """Inside the block the SDPA-attention Hugging Face models in ``model`` use :func:`cpu_attention_forward`.
 
     Yields how many model configurations were switched (an SDPA model reads its attention function and its
     mask format from ``config._attn_implementation``); models with other attention are left alone.
