@@ -7,7 +7,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK = sorted((ROOT / "book").glob("*.md"))
 BIB = (ROOT / "references.bib").read_text(encoding="utf-8")
 # "Houlsby et al. (2019)", "(Houlsby et al., 2019)", "Li & Liang (2021)", "Caruana, 1997"
-AUTHOR_YEAR = re.compile(r"\b[A-Z][a-z]+(?:\s+et\s+al\.|\s+(?:&|and)\s+[A-Z][A-Za-z ]+?)?,?\s+\(?(?:19|20)\d\d[a-z]?\b")
+AUTHOR_YEAR = re.compile(
+    r"\b[A-Z][a-z]+(?:\s+et\s+al\.|\s+(?:&|and)\s+[A-Z][A-Za-z ]+?)?,?\s+\(?(?:19|20)\d\d[a-z]?\b"
+)
 ENTRY = re.compile(r"@\w+\{([^,]+),(.*?)\n\}", re.S)
 
 
@@ -48,7 +50,9 @@ def test_every_entry_has_authors_year_venue_and_link():
     assert len(entries) == BIB.count("\n@") + BIB.startswith("@"), "duplicate or unparsed entries"
     for key, body in entries.items():
         fields = set(re.findall(r"^\s*(\w+)\s*=", body, re.M))
-        assert {"author", "title", "year", "url"} <= fields, f"{key}: missing {({'author', 'year', 'url'} - fields)}"
+        assert {"author", "title", "year", "url"} <= fields, (
+            f"{key}: missing {({'author', 'year', 'url'} - fields)}"
+        )
         assert fields & {"booktitle", "journal", "howpublished"}, f"{key}: no venue"
 
 

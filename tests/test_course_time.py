@@ -10,8 +10,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "course_time.py"
 
 def test_course_time_runs_a_chapter_and_writes_its_row(tmp_path):
     out = tmp_path / "times.csv"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--profile", "smoke", "--chapters", "00", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--profile", "smoke", "--chapters", "00", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = out.read_text().splitlines()
     assert lines[0] == "# written by benchmarks/course_time.py --profile smoke --chapters 00"

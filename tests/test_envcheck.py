@@ -29,8 +29,9 @@ def test_the_course_requirements_are_met_here():
 
 def _save_task(root, name, rows=3):
     samples = load_samples(name)
-    DatasetDict({split: samples[split].select(range(rows)) for split in ("train", "validation")}).save_to_disk(
-        str(root / name))
+    DatasetDict(
+        {split: samples[split].select(range(rows)) for split in ("train", "validation")}
+    ).save_to_disk(str(root / name))
 
 
 def test_data_found_missing_and_broken(tmp_path):
@@ -85,7 +86,8 @@ def test_cli_check_prints_the_report_and_the_verdict_last(tmp_path, monkeypatch,
     lines = capsys.readouterr().out.strip().splitlines()
     assert rc == 1
     assert any(line.startswith("[ok]   data sst2") for line in lines)
-    assert lines[-1].startswith("not ready: ") and "data for conll2003" in lines[-1] and "data for squad" in lines[-1]
+    assert (lines[-1].startswith("not ready: ") and "data for conll2003" in lines[-1]
+            and "data for squad" in lines[-1])
 
 
 def test_cli_check_is_ready_when_everything_is(monkeypatch, capsys):

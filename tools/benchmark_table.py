@@ -29,7 +29,8 @@ def load(path: Path = CSV) -> list[dict[str, str]]:
 
 def _seeds(seeds: list[int]) -> str:
     seeds = sorted(seeds)
-    return f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+    return (f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1))
+            else ", ".join(map(str, seeds)))
 
 
 def table(rows: list[dict[str, str]]) -> str:
@@ -44,7 +45,8 @@ def table(rows: list[dict[str, str]]) -> str:
         speed = [float(r["examples_per_second"]) for r in runs if r["examples_per_second"]]
         sd = f"{statistics.stdev(acc):.4f}" if len(acc) > 1 else "—"
         fast = f"{statistics.median(speed):.1f} ({len(speed)})" if speed else "—"
-        lines.append(f"| {method} | {RUNNER_NAMES[runner]} | {sampler} | {len(runs)} ({_seeds([int(r['seed']) for r in runs])}) "
+        lines.append(f"| {method} | {RUNNER_NAMES[runner]} | {sampler} | {len(runs)} "
+                     f"({_seeds([int(r['seed']) for r in runs])}) "
                      f"| {statistics.mean(acc):.4f} | {statistics.median(acc):.4f} | {sd} | {fast} |")
     return "\n".join(lines)
 
