@@ -1,5 +1,6 @@
 """Faults of issue 27: each gets one line (no traceback), a non-zero exit, no half-written output folder, an
-untouched data folder, and no run that succeeds on the wrong inputs. Test data is tiny and made in tmp_path."""
+untouched data folder, and no run that succeeds on the wrong inputs. Test data is tiny and made in
+tmp_path."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ BASE = ["--profile", "smoke", "--no-progress", "--max-train", "32", "--max-eval"
 SST2 = ["finetune", "--task", "sst2", *BASE]
 
 
-def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hft_lessons", *args], capture_output=True, text=True,
                           env=env or ENV, timeout=timeout)
 
@@ -65,7 +68,8 @@ def data_folder(tmp_path: Path, name: str = "sst2", rows: dict | None = None, re
     from datasets import Dataset, DatasetDict
 
     root = tmp_path / "data"
-    ds = data.load_samples(name) if rows is None else DatasetDict({k: Dataset.from_dict(v) for k, v in rows.items()})
+    ds = (data.load_samples(name) if rows is None
+          else DatasetDict({k: Dataset.from_dict(v) for k, v in rows.items()}))
     ds.save_to_disk(str(root / name))
     if read_only:
         for p in [root, *root.rglob("*")]:
@@ -90,7 +94,7 @@ def bert_folder(tmp_path: Path, tokenizer: bool = True, weights: str = "full") -
     return folder
 
 
-# 1. a named data folder without the task ---------------------------------------------------------------------
+# 1. a named data folder without the task --------------------------------------------------------------------
 
 def test_1_data_dir_without_the_task_is_refused(tmp_path, smoke, capsys, monkeypatch):
     empty = tmp_path / "empty"
@@ -104,7 +108,7 @@ def test_1_data_dir_without_the_task_is_refused(tmp_path, smoke, capsys, monkeyp
         data.load_task("conll2003")
 
 
-# 2. a BERT folder without tokenizer files --------------------------------------------------------------------
+# 2. a BERT folder without tokenizer files -------------------------------------------------------------------
 
 def test_2_bert_folder_without_tokenizer_is_refused(tmp_path, smoke, capsys):
     folder = bert_folder(tmp_path, tokenizer=False)
@@ -120,7 +124,7 @@ def test_2_bert_folder_with_tokenizer_loads_its_vocabulary(tmp_path):
     assert len(tokenizer) == model.config.vocab_size == 30522
 
 
-# 3. NaN / inf loss --------------------------------------------------------------------------------------------
+# 3. NaN / inf loss ------------------------------------------------------------------------------------------
 
 def test_3_nan_loss_stops_the_run_with_one_line(tmp_path, smoke, capsys):
     out = tmp_path / "out"
@@ -136,7 +140,7 @@ def test_3_inf_lr_is_refused_and_metrics_are_valid_json(tmp_path, capsys):
     assert json.loads((tmp_path / "m.json").read_text()) == {"lr": None, "loss": [None, 1.0]}
 
 
-# 4. --resume checks the checkpoint against the command --------------------------------------------------------
+# 4. --resume checks the checkpoint against the command ------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory):
@@ -165,7 +169,8 @@ def test_4_resume_refuses_a_different_configuration(lora_run, smoke, capsys, cha
 
 
 def test_4_resume_into_another_task_names_the_task(lora_run, smoke, capsys):
-    argv = ["finetune", "--task", "conll2003", *BASE, "--method", "lora", "--resume", "--output-dir", str(lora_run)]
+    argv = ["finetune", "--task", "conll2003", *BASE, "--method", "lora", "--resume",
+            "--output-dir", str(lora_run)]
     line = one_line_failure(argv, capsys)
     assert "task 'sst2' -> 'conll2003'" in line
 
@@ -176,7 +181,7 @@ def test_4_library_resume_refuses_a_different_training_config(lora_run):
         checkpoint.Checkpointer(lora_run).load({**saved, "seed": 3})
 
 
-# 5. a reused --output-dir -------------------------------------------------------------------------------------
+# 5. a reused --output-dir -----------------------------------------------------------------------------------
 
 def test_5_output_dir_with_another_run_is_refused_unless_overwrite(lora_run, tmp_path, smoke, capsys):
     import shutil
@@ -192,23 +197,24 @@ def test_5_output_dir_with_another_run_is_refused_unless_overwrite(lora_run, tmp
     assert json.loads((out / "metrics.json").read_text())["method"] == "full"
 
 
-# 6. the backbone that ran is recorded -------------------------------------------------------------------------
+# 6. the backbone that ran is recorded -----------------------------------------------------------------------
 
 @pytest.mark.skipif(packaged_minilm_path() is None, reason="needs the packaged MiniLM")
 def test_6_metrics_record_the_backbone_and_the_run_config(tmp_path):
     out = tmp_path / "out"
-    proc = run([*SST2, "--method", "head", "--model", "bert-base-uncased", "--max-train", "8", "--max-eval", "8",
-                "--output-dir", str(out)])
+    proc = run([*SST2, "--method", "head", "--model", "bert-base-uncased", "--max-train", "8",
+                "--max-eval", "8", "--output-dir", str(out)])
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["backbone"] == "all-MiniLM-L6-v2 (packaged)" and metrics["model_requested"] == "bert-base-uncased"
+    assert (metrics["backbone"] == "all-MiniLM-L6-v2 (packaged)"
+            and metrics["model_requested"] == "bert-base-uncased")
     config = metrics["run_config"]
     for key in ("method", "task", "seed", "lr", "backbone", "processes", "code_version"):
         assert key in config
     assert config == json.loads((out / "run_config.json").read_text())
 
 
-# 7. a save failure after training -----------------------------------------------------------------------------
+# 7. a save failure after training ---------------------------------------------------------------------------
 
 def test_7_save_failure_keeps_the_trained_weights_and_the_metrics(tmp_path, smoke, capsys, monkeypatch):
     real = cli._save_weights
@@ -242,7 +248,7 @@ def test_7_a_file_named_model_is_refused_before_anything_loads(tmp_path, smoke, 
     assert "already holds files (model)" in line
 
 
-# 8. checkpoints are one unit ----------------------------------------------------------------------------------
+# 8. checkpoints are one unit --------------------------------------------------------------------------------
 
 CKPT = [*SST2, "--method", "full", "--max-train", "64", "--batch-size", "16", "--epochs", "2",
         "--checkpoint-every", "2"]
@@ -320,17 +326,19 @@ def test_8_recover_finishes_or_undoes_an_interrupted_swap(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["COMPLETE", "checkpoint", "state.pt"]
 
 
-# 9. the data folder is never written --------------------------------------------------------------------------
+# 9. the data folder is never written ------------------------------------------------------------------------
 
 def test_9_read_only_data_folder_works_and_stays_unchanged(tmp_path, smoke, capsys):
     root = data_folder(tmp_path)
     before = files_of(root)
-    assert main([*SST2, "--method", "lora", "--data-dir", str(root), "--output-dir", str(tmp_path / "out")]) == 0
+    assert main(
+        [*SST2, "--method", "lora", "--data-dir", str(root), "--output-dir", str(tmp_path / "out")]
+    ) == 0
     assert "local data folder" in capsys.readouterr().out
     assert files_of(root) == before
 
 
-# 10. one line instead of a traceback --------------------------------------------------------------------------
+# 10. one line instead of a traceback ------------------------------------------------------------------------
 
 CONLL_ROW = {"id": ["0"], "tokens": [["EU", "rejects"]], "pos_tags": [[22, 42]], "chunk_tags": [[11, 21]],
              "ner_tags": [[3, 0]]}
@@ -352,7 +360,8 @@ def test_10_faults_are_one_line(tmp_path, smoke, capsys, monkeypatch, case, mess
     out, argv = tmp_path / "out", [*SST2, "--method", "lora"]
     root = None
     if case == "wrong_columns":
-        root = data_folder(tmp_path, rows={"train": CONLL_ROW, "validation": CONLL_ROW})  # another task's data
+        # another task's data
+        root = data_folder(tmp_path, rows={"train": CONLL_ROW, "validation": CONLL_ROW})
         argv += ["--data-dir", str(root)]
     elif case == "label_out_of_range":
         root = data_folder(tmp_path, rows={"train": SST2_ROWS, "validation": SST2_ROWS})
@@ -390,7 +399,7 @@ def test_10_junk_checkpoint_is_one_line_in_the_library(tmp_path):
         checkpoint.Checkpointer(tmp_path).load()
 
 
-# 11. a failed delta.load changes nothing ----------------------------------------------------------------------
+# 11. a failed delta.load changes nothing --------------------------------------------------------------------
 
 def test_11_failed_delta_load_leaves_the_model_unchanged(tmp_path):
     from transformers import BertModel
@@ -418,7 +427,7 @@ def test_11_failed_delta_load_leaves_the_model_unchanged(tmp_path):
                                                   delta.delta_parameters(saved).values(), strict=True))
 
 
-# 12. a reachable but broken Hub -------------------------------------------------------------------------------
+# 12. a reachable but broken Hub -----------------------------------------------------------------------------
 
 @pytest.fixture
 def silent_server(monkeypatch):
@@ -463,7 +472,7 @@ def test_12_hub_that_never_answers_falls_back_within_ten_seconds(silent_server, 
         assert "packaged all-MiniLM-L6-v2" in capsys.readouterr().out and model.config.hidden_size == 384
 
 
-# 13. smaller faults -------------------------------------------------------------------------------------------
+# 13. smaller faults -----------------------------------------------------------------------------------------
 
 def test_13_saved_files_get_the_users_usual_permissions(lora_run):
     old = os.umask(0o022)
@@ -517,8 +526,10 @@ def test_13_argument_errors_are_fast(argv):
     elapsed = time.perf_counter() - start
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert elapsed < 3, f"an argument error took {elapsed:.1f} s (heavy imports before parsing?)"
-    assert "torch" not in subprocess.run([sys.executable, "-c", "import sys, hft_lessons.cli; print(sorted(sys.modules))"],
-                                         capture_output=True, text=True, env=ENV).stdout
+    assert "torch" not in subprocess.run(
+        [sys.executable, "-c", "import sys, hft_lessons.cli; print(sorted(sys.modules))"],
+        capture_output=True, text=True, env=ENV,
+    ).stdout
 
 
 def test_13_method_choices_are_the_methods():
