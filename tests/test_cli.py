@@ -1,4 +1,7 @@
-"""The `python -m hft_lessons finetune` command: metrics line, metrics.json, one-line errors, accelerate launch."""
+"""The `python -m hft_lessons finetune` command.
+
+Its metrics line, metrics.json, one-line errors, and accelerate launch.
+"""
 
 import json
 import os
@@ -33,14 +36,20 @@ def test_finetune_prints_metrics_last_and_writes_them(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["finetune", "--task", "sst3", "--method", "lora"], "invalid choice: 'sst3' (choose from 'sst2', 'conll2003', 'squad')"),
+    (["finetune", "--task", "sst3", "--method", "lora"],
+     "invalid choice: 'sst3' (choose from 'sst2', 'conll2003', 'squad')"),
     (["finetune", "--task", "sst2", "--method", "lorax"], "invalid choice: 'lorax'"),
-    (["finetune", *BASE, "--method", "lora", "--epochs", "0"], "--epochs: expected a positive integer, got '0'"),
+    (["finetune", *BASE, "--method", "lora", "--epochs", "0"],
+     "--epochs: expected a positive integer, got '0'"),
     (["finetune", *BASE, "--method", "lora", "--lr", "abc"], "--lr: expected a positive number, got 'abc'"),
-    (["finetune", *BASE, "--method", "full", "--layer-decay", "1.2"], "--layer-decay: expected a number in (0, 1], got '1.2'"),
-    (["finetune", *BASE, "--method", "lora", "--eval-split", "dev"], "invalid choice: 'dev' (choose from 'validation', 'test')"),
-    (["finetune", *BASE, "--method", "lora", "--eval-split", "test"], "is not in the sst2 data; available: train, validation"),
-    (["finetune", *BASE, "--method", "lora", "--data-dir", "/no/such/dir"], "--data-dir '/no/such/dir' is not a folder"),
+    (["finetune", *BASE, "--method", "full", "--layer-decay", "1.2"],
+     "--layer-decay: expected a number in (0, 1], got '1.2'"),
+    (["finetune", *BASE, "--method", "lora", "--eval-split", "dev"],
+     "invalid choice: 'dev' (choose from 'validation', 'test')"),
+    (["finetune", *BASE, "--method", "lora", "--eval-split", "test"],
+     "is not in the sst2 data; available: train, validation"),
+    (["finetune", *BASE, "--method", "lora", "--data-dir", "/no/such/dir"],
+     "--data-dir '/no/such/dir' is not a folder"),
     (["finetune", *BASE, "--method", "lora", "--model", "no-such-model"], "unknown model 'no-such-model'"),
 ])
 def test_bad_options_are_one_line_and_leave_no_output(tmp_path, args, message, capsys, monkeypatch):
@@ -70,7 +79,8 @@ def test_resume_without_checkpoint_is_refused(tmp_path):
 @pytest.mark.slow
 def test_resume_from_the_command_line_matches_an_uninterrupted_run(tmp_path):
     """Interrupt a run after its checkpoint (via the trainer's stop hook), resume it with --resume."""
-    common = ["finetune", *BASE, "--method", "full", "--max-train", "64", "--epochs", "2", "--checkpoint-every", "3"]
+    common = ["finetune", *BASE, "--method", "full", "--max-train", "64", "--epochs", "2",
+              "--checkpoint-every", "3"]
     full = run([*common, "--output-dir", str(tmp_path / "a")])
     assert full.returncode == 0, full.stderr
     code = ("import sys, hft_lessons.training as t; orig = t.TrainConfig.__post_init__\n"
@@ -78,7 +88,9 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(tmp_path):
             "t.TrainConfig.__post_init__ = stop\n"
             "from hft_lessons.cli import build_parser, run_finetune\n"
             f"run_finetune(build_parser().parse_args({[*common, '--output-dir', str(tmp_path / 'b')]!r}))\n")
-    stopped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=600)
+    stopped = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=600
+    )
     assert stopped.returncode == 0, stopped.stderr
     assert (tmp_path / "b" / "checkpoint" / "state.pt").exists()
     resumed = run([*common, "--resume", "--output-dir", str(tmp_path / "b")])
@@ -92,8 +104,9 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(tmp_path):
 def test_accelerate_two_processes_match_one(tmp_path):
     """Two data-parallel processes (gloo on CPU) train together and land near the single-process run.
 
-    ``accelerate launch --multi_gpu`` starts them through torchrun; without CUDA the trainer asks Accelerate for
-    CPU processes. (``accelerate launch --cpu`` starts only one process unless it is given an MPI hostfile.)
+    ``accelerate launch --multi_gpu`` starts them through torchrun; without CUDA the trainer asks Accelerate
+    for CPU processes. (``accelerate launch --cpu`` starts only one process unless it is given an MPI
+    hostfile.)
     """
     common = ["finetune", *BASE, "--method", "full", "--max-train", "128", "--max-eval", "66",
               "--epochs", "3", "--lr", "1e-3"]

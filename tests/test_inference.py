@@ -36,8 +36,8 @@ LONG_TEXT = "the film is long and slow . " * 120  # ≈ 840 tokens, more than th
 
 def test_split_words_like_conll():
     words = [w for w, _, _ in split_words("Mr. O'Neil visited New York-based U.N. offices, didn't he?")]
-    assert words == ["Mr", ".", "O'Neil", "visited", "New", "York-based", "U.N", ".", "offices", ",", "didn't",
-                     "he", "?"]
+    assert words == ["Mr", ".", "O'Neil", "visited", "New", "York-based", "U.N", ".", "offices", ",",
+                     "didn't", "he", "?"]
 
 
 def test_model_max_length(models, tokenizer):

@@ -62,7 +62,9 @@ def test_toc_lists_only_existing_files_and_every_notebook():
     assert toc["format"] == "jb-book"
     files = list(_toc_files(toc))
     for f in files:
-        assert any((ROOT / f"{f}{ext}").exists() for ext in ("", ".md", ".ipynb")), f"_toc.yml lists missing {f}"
+        assert any((ROOT / f"{f}{ext}").exists() for ext in ("", ".md", ".ipynb")), (
+            f"_toc.yml lists missing {f}"
+        )
     listed = {Path(f).with_suffix("").as_posix() for f in files}
     for nb in NOTEBOOKS:
         assert nb.relative_to(ROOT).with_suffix("").as_posix() in listed, f"{nb.name} is not in _toc.yml"

@@ -95,8 +95,9 @@ def test_device_choice(monkeypatch):
 
 @pytest.mark.parametrize("variable,value", [("HFT_DEVICE", "cpu"), ("ACCELERATE_USE_CPU", "True")])
 def test_asking_for_the_cpu_keeps_everything_off_the_gpu(monkeypatch, variable, value):
-    # `HFT_DEVICE=cpu` or `accelerate launch --cpu` on a machine with a GPU: the device, the automatic profile, the
-    # trainer's device and its automatic mixed precision all follow the request (no bf16 autocast on the CPU)
+    # `HFT_DEVICE=cpu` or `accelerate launch --cpu` on a machine with a GPU: the device, the automatic
+    # profile, the trainer's device and its automatic mixed precision all follow the request (no bf16 autocast
+    # on the CPU)
     from hft_lessons import training
     from hft_lessons.precision import resolve_mixed_precision
 

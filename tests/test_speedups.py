@@ -123,11 +123,12 @@ def test_clipping_inside_needs_a_fused_optimizer():
 
 
 @pytest.mark.parametrize(
-    "method", ["full", pytest.param("lora", marks=pytest.mark.slow), pytest.param("hybrid", marks=pytest.mark.slow)]
+    "method",
+    ["full", pytest.param("lora", marks=pytest.mark.slow), pytest.param("hybrid", marks=pytest.mark.slow)],
 )
 def test_fast_cpu_training_without_dropout_is_the_default_run_up_to_rounding(method, monkeypatch):
-    """With every dropout at 0 the speed-ups (folded clipping, and by method the compact embedding table or the
-    fused LoRA projections) change rounding, not the maths."""
+    """With every dropout at 0 the speed-ups (folded clipping, and by method the compact embedding table or
+    the fused LoRA projections) change rounding, not the maths."""
     used = {"compact_steps": 0, "fused_calls": 0, "attention_calls": 0, "packed_calls": 0}
     after_step, fused_forward = kernels.CompactEmbedding.after_step, kernels._fused_lora_forward
     attention, packed = kernels.AttentionFunction.forward, kernels.PackedAttentionFunction.forward

@@ -1,4 +1,7 @@
-"""benchmarks/trainer_speed.py's --results writer: one row per run, the header once, the command in the row."""
+"""benchmarks/trainer_speed.py's --results writer.
+
+One row per run, the header once, the command in the row.
+"""
 
 import csv
 import importlib.util
@@ -16,7 +19,9 @@ def test_results_rows_append_under_one_header(tmp_path):
     run = {"examples_per_second": 244.54, "peak_memory_mb": 1666.4, "accuracy": 0.85091}
     args = Namespace(model="m", max_train=4000, epochs=2, batch_size=32, max_length=128, seed=3)
     for runner in ("course_fast", "hf_default"):
-        speed.append_results(str(path), [speed.result_row("full", runner, 3, run, speed._command(runner, "full", args))])
+        speed.append_results(
+            str(path), [speed.result_row("full", runner, 3, run, speed._command(runner, "full", args))]
+        )
     rows = list(csv.DictReader(path.open()))
     assert path.read_text().count("method,runner") == 1
     assert [r["runner"] for r in rows] == ["course_fast", "hf_default"]

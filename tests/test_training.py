@@ -70,7 +70,11 @@ def test_gradient_accumulation_and_cosine_schedule_run(sst2):
 # 6 steps per epoch: resume inside the first epoch, then inside the second; and with the CPU speed-ups on
 @pytest.mark.parametrize(
     "stop, fast",
-    [pytest.param(3, False, marks=pytest.mark.slow), pytest.param(8, False, marks=pytest.mark.slow), (8, True)],
+    [
+        pytest.param(3, False, marks=pytest.mark.slow),
+        pytest.param(8, False, marks=pytest.mark.slow),
+        (8, True),
+    ],
 )
 def test_resume_gives_the_uninterrupted_run_exactly(sst2, tmp_path, stop, fast):
     task, tok, train_f, eval_f, eval_raw = sst2
@@ -166,8 +170,8 @@ def test_layer_decay_needs_an_encoder_it_knows():
 
 
 def test_same_batches_without_dropout_train_exactly_like_hugging_face_trainer(sst2, tmp_path, monkeypatch):
-    """Given the same batches and no dropout, the course loop and `Trainer` (as the benchmark wraps the model for it)
-    are the same computation."""
+    """Given the same batches and no dropout, the course loop and `Trainer` (as the benchmark wraps the model
+    for it) are the same computation."""
     from torch import nn
     from torch.utils.data import Sampler
     from transformers import Trainer, TrainingArguments
