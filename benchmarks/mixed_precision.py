@@ -278,17 +278,7 @@ def write_csv(out: Path, rows: list[dict[str, object]], argv: list[str], device:
 
 def print_table(rows: list[dict[str, object]]) -> None:
     """The rows as an aligned text table."""
-    cols = (
-        "model",
-        "measure",
-        "batch",
-        "length",
-        "precision",
-        "ms_per_step",
-        "examples_per_second",
-        "speedup_vs_fp32",
-        "accuracy",
-    )
+    cols = tuple(c for c in COLUMNS if c not in ("params", "device"))  # the CSV less two columns
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(c.rjust(widths[c]) for c in cols))
     for r in rows:
