@@ -9,6 +9,9 @@ from pathlib import Path
 
 LOCAL_PATH = re.compile(r"/(work|root|tmp|home|Users)/[A-Za-z0-9_.-]+/")
 KEEP_NB_METADATA = ("kernelspec", "language_info", "colab", "accelerator")
+# nbval and Jupyter Book read "tags" (hide-input hides a solution); JupyterLab collapses a cell with
+# "jupyter": {"source_hidden": true}; Colab shows a "cellView": "form" cell as its #@title only.
+KEEP_CELL_METADATA = ("tags", "jupyter", "cellView")
 
 
 def clean(path: Path) -> list[str]:
@@ -23,7 +26,7 @@ def clean(path: Path) -> list[str]:
     problems = []
     for i, cell in enumerate(nb["cells"]):
         meta = cell.get("metadata", {})
-        cell["metadata"] = {k: v for k, v in meta.items() if k in ("tags",)}
+        cell["metadata"] = {k: v for k, v in meta.items() if k in KEEP_CELL_METADATA}
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 problems.append(f"{path}: cell {i} has an error output")
