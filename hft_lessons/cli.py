@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--tasks", required=True, help=f"comma-separated subset of: {', '.join(TASKS)}")
     mt.add_argument("--sampling", default="temperature", choices=("proportional", "temperature", "round_robin"))
     mt.add_argument("--temperature", type=_positive_float, default=2.0, help="T of --sampling temperature")
+    mt.add_argument("--task-adapter", default=None, choices=("pfeiffer", "adapter"),
+                    help="the multi-task hybrid: --method is the shared delta (head: none), plus this bottleneck "
+                         "per task; --output-dir gets model/shared and model/tasks/<task> apart")
     _add_common(mt, METHOD_NAMES)
     return parser
 
@@ -230,6 +233,9 @@ def _save_weights(model, folder: Path) -> None:
 
     from . import delta
 
+    if hasattr(model, "save_parts"):  # the multi-task hybrid: the shared delta and each task's part apart
+        model.save_parts(folder)
+        return
     if delta.applied_configs(model):
         delta.save(model, folder)
         return

@@ -369,7 +369,12 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
         eval_parts[t.name] = t.tokenize(raw[t.name][1], tokenizer, length, s.stride, train=False)
     train_features, eval_features = MultiTaskDataset(train_parts), MultiTaskDataset(eval_parts)
     first = task.names[0]  # the first task's recipe drives the shared backbone
-    model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
+    if getattr(args, "task_adapter", None):  # the multi-task hybrid: shared delta + an adapter per task
+        from .multitask_hybrid import build_from_args
+
+        model = build_from_args(task, backbone, args).to(env.device)
+    else:
+        model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
     output = cli.make_output_dir(args)
     config = cli.make_train_config(args, args.method, first, settings[first], output,
                                    epochs=max(s.epochs for s in settings.values()),
