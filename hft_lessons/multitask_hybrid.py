@@ -31,7 +31,7 @@ from torch import nn
 
 from . import delta
 from .delta.adapter import ADAPTER_PLACES
-from .delta.arch import detect, slots, split_task_model
+from .delta.arch import detect, slots
 from .delta.base import LinearWrapper
 from .delta.storage import _atomic_write
 from .multitask import MultiTask, MultiTaskModel
