@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -429,3 +430,33 @@ def build_from_args(task: MultiTask, backbone: nn.Module, args: argparse.Namespa
     """The ``multitask --task-adapter`` model: ``--method`` is the shared delta (``head``: none shared)."""
     shared = None if args.method == "head" else args.method
     return build_hybrid(backbone, task, HybridDesign(shared, args.task_adapter))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hft_lessons.multitask_hybrid PARTS --task T --text ...``: load saved parts, answer one request."""
+    from .runtime import quiet_libraries
+
+    parser = argparse.ArgumentParser(prog="python -m hft_lessons.multitask_hybrid",
+                                     description="answer a request with saved multi-task hybrid parts")
+    parser.add_argument("parts", help="a folder with shared/ and tasks/<task>/ (a multitask run's model/)")
+    parser.add_argument("--task", required=True, help="the task to run: one of the saved parts")
+    parser.add_argument("--text", help="sst2 or conll2003: the sentence")
+    parser.add_argument("--question", help="squad: the question")
+    parser.add_argument("--context", help="squad: the passage")
+    parser.add_argument("--model", default=None, help="the backbone (default: the profile's)")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    request = {k: v for k, v in vars(args).items() if k in ("text", "question", "context") and v is not None}
+    try:
+        tokenizer, model = load_parts(args.parts, tasks=[args.task], model_name=args.model)
+        result = run_request(model, tokenizer, args.task, request)
+    except (ValueError, KeyError) as err:
+        message = f"missing {err} for task {args.task!r}" if isinstance(err, KeyError) else str(err)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps({"task": args.task, "request": request, "answer": result}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

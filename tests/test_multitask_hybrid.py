@@ -202,6 +202,7 @@ def test_joint_training_learns_and_trains_each_tasks_adapter() -> None:
         assert moved, t
 
 
+@pytest.mark.slow
 def test_command_line_writes_parts_that_load_and_answer(tmp_path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HFT_PROFILE": "smoke", "OMP_NUM_THREADS": "1"}
     env.pop("HFT_DATA_DIR", None)
@@ -217,3 +218,13 @@ def test_command_line_writes_parts_that_load_and_answer(tmp_path) -> None:
     tokenizer, backbone = _tiny()
     _, model = load_parts(out / "model", backbone=backbone)
     assert run_request(model, tokenizer, "sst2", "fine")[0] in ("negative", "positive")
+    ask = [sys.executable, "-m", "hft_lessons.multitask_hybrid", str(out / "model")]
+    proc = subprocess.run(ask + ["--task", "squad", "--question", "Where?", "--context", "He lives in Paris."],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reply = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert reply["task"] == "squad" and isinstance(reply["answer"][0], str)
+    proc = subprocess.run(ask + ["--task", "ner", "--text", "x"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no saved part for task(s) ner in {str(out / 'model')!r}; it has: conll2003, squad, sst2"]
