@@ -46,6 +46,7 @@ __all__ = [
     "MultiTaskHybridModel",
     "build_hybrid",
     "backbone_fingerprint",
+    "shared_hash",
     "save_shared",
     "save_task_part",
     "save_parts",
@@ -255,8 +256,16 @@ def build_hybrid(backbone: nn.Module, tasks: Sequence[str] | MultiTask, design: 
 # --- saving and loading the parts ----------------------------------------------------------------------------
 
 
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def shared_hash(model: MultiTaskHybridModel) -> str | None:
+    """A short hash of the shared delta's values (None when nothing is shared); task parts record it."""
+    if not model.design.shared:
+        return None
+    digest = hashlib.sha256()
+    with _adapters_detached(model.backbone):  # names as in the shared delta's own file
+        for name, p in sorted(delta.delta_parameters(model.backbone).items()):
+            digest.update(name.encode())
+            digest.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save_shared(model: MultiTaskHybridModel, directory: str | os.PathLike[str]) -> Path:
@@ -264,8 +273,8 @@ def save_shared(model: MultiTaskHybridModel, directory: str | os.PathLike[str]) 
     folder = Path(directory)
     if model.design.shared:
         with _adapters_detached(model.backbone):
-            delta.save(model.backbone, folder)
-        model.shared_id = _file_hash(folder / delta.WEIGHTS_FILE)
+            delta.save(model.backbone, folder)  # refuses a merged model in one line
+        model.shared_id = shared_hash(model)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {"format": FORMAT, "shared": model.design.shared, "task_adapter": model.design.task_adapter,
                 "tasks": list(model.task_names), "backbone": _backbone_name(model.backbone),
@@ -280,9 +289,19 @@ def _backbone_name(backbone: nn.Module) -> str:
     return backbone_label(getattr(getattr(backbone, "config", None), "name_or_path", "") or "unnamed")
 
 
+def _know_shared_id(model: MultiTaskHybridModel) -> None:
+    """Set ``model.shared_id`` from the shared delta's values if it is not known yet (not possible once merged)."""
+    if model.shared_id is None and model.design.shared:
+        if delta.is_merged(model):
+            raise ValueError("the shared delta of this merged model has no recorded hash; unmerge it "
+                             "(delta.unmerge) to save or load task parts, or save them before merging")
+        model.shared_id = shared_hash(model)
+
+
 def save_task_part(model: MultiTaskHybridModel, task: str, directory: str | os.PathLike[str]) -> Path:
     """Write one task's adapter and head (and what they need: backbone and shared-delta ids) to ``directory``."""
     name = model.task_name(task)
+    _know_shared_id(model)
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f".adapters.{name}."
@@ -333,6 +352,7 @@ def load_task_part(model: MultiTaskHybridModel, directory: str | os.PathLike[str
         raise ValueError(f"the {name} part has task adapter {meta['task_adapter']!r} and shared delta "
                          f"{meta['shared']!r}; this model has {model.design.task_adapter!r} and "
                          f"{model.design.shared!r}")
+    _know_shared_id(model)
     if meta["shared_id"] != model.shared_id:
         raise ValueError(f"the {name} part was trained with shared delta {meta['shared_id']}, "
                          f"but this model has {model.shared_id}; load the shared delta it was trained with")
@@ -380,7 +400,7 @@ def load_parts(directory: str | os.PathLike[str], tasks: Sequence[str] | None = 
     model = MultiTaskHybridModel(backbone, MultiTask(names).make_head(backbone.config.hidden_size), design)
     if design.shared:
         delta.load(model.backbone, folder / "shared")
-        model.shared_id = _file_hash(folder / "shared" / delta.WEIGHTS_FILE)
+        model.shared_id = shared_hash(model)
     else:
         backbone.requires_grad_(False)
     for name in names:

@@ -137,6 +137,7 @@ def test_merge_keeps_every_tasks_outputs_and_adapters_switchable(hybrid, tmp_pat
     tokenizer, model = hybrid
     batch = _batch(tokenizer)
     ref = _outputs(model, batch)
+    save_parts(model, tmp_path / "parts")  # records which shared delta the task parts belong to
     delta.merge(model)
     assert not any(isinstance(m, delta.LoraLinear) for m in model.backbone.modules())
     merged = _outputs(model, batch)
@@ -162,6 +163,13 @@ def test_error_lines(hybrid, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"^the sst2 part was trained on backbone .* not on this model's .*; "
                                          r"load it onto the backbone it was trained on$"):
         load_task_part(wrong, tmp_path / "tasks" / "sst2")
+    retrained = build_hybrid(_tiny()[1], TASKS, "hybrid")  # the same backbone, another shared delta
+    _perturb(retrained)
+    with torch.no_grad():
+        next(iter(retrained.shared_parameters().values())).add_(1.0)
+    with pytest.raises(ValueError, match=r"^the sst2 part was trained with shared delta [0-9a-f]{16}, but this "
+                                         r"model has [0-9a-f]{16}; load the shared delta it was trained with$"):
+        load_task_part(retrained, tmp_path / "tasks" / "sst2")
     with pytest.raises(ValueError, match=r"^the parts in .* were trained on backbone .*, not on "):
         load_parts(tmp_path, backbone=other)
     with pytest.raises(ValueError, match=r"^no saved part for task\(s\) ner in "):
