@@ -5,11 +5,13 @@
 Each run is ``python -m hft_lessons finetune --task sst2 --method unipelt --profile cpu --seed S`` with the
 ``unipelt`` recipe replaced by a variant (in a process of its own):
 
-- ``recipe``: the recipe as it is (gated LoRA r=8 on query/value, a gated adapter after the FFN, 10 gated prefixes;
-  lr 1e-3);
+- ``recipe``: the base recipe (gated LoRA r=8 on query/value, a gated adapter after the FFN, 10 gated prefixes;
+  lr 1e-3), as it was before this study;
 - ``lr2e-3``: the same at the learning rate of the ``lora`` and ``hybrid`` recipes;
 - ``all_linears``: gated LoRA on every projection (as the ``hybrid`` recipe's LoRA), lr 2e-3;
-- ``all_linears_decay``: that, with the ``hybrid`` recipe's SST-2 layer decay 0.9.
+- ``all_linears_decay``: that, with the ``hybrid`` recipe's SST-2 layer decay 0.9 — now the ``unipelt`` recipe's
+  SST-2 override in ``hft_lessons.methods`` (the script removes that override, so every variant starts from the
+  base recipe).
 
 Every run appends one JSON line (the command's metrics object, the variant and its mean gate value per component
 after training) to ``--results`` (default ``benchmarks/results/unipelt_sst2.jsonl``); runs already there are skipped.
@@ -27,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ORIGINAL = {"lr": 1e-3, "layer_decay": None}  # the recipe's rates before this study (its configs are unchanged)
 VARIANTS = {
     "recipe": ({}, {}),
     "lr2e-3": ({}, {"lr": 2e-3}),
@@ -40,7 +43,8 @@ def run_one(variant: str, seed: int, profile: str = "cpu") -> dict:
     from hft_lessons import cli, delta, methods
 
     config_changes, recipe_changes = VARIANTS[variant]
-    base = methods.RECIPES["unipelt"]
+    methods.TASK_OVERRIDES["sst2"].pop("unipelt", None)  # the variants start from the base recipe, not the override
+    base = replace(methods.RECIPES["unipelt"], **ORIGINAL)
     changes = {k: (methods.ALL_LINEARS if v == "ALL" else v) for k, v in config_changes.items()}
     make = base.configs
 
