@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--sampling", default="temperature",
                     choices=("proportional", "temperature", "round_robin"))
     mt.add_argument("--temperature", type=_positive_float, default=2.0, help="T of --sampling temperature")
+    mt.add_argument("--task-adapter", default=None, choices=("pfeiffer", "adapter"),
+                    help="the multi-task hybrid: --method is the shared delta (head: none), plus this "
+                         "bottleneck per task; --output-dir gets model/shared and model/tasks/<task> apart")
     _add_common(mt, METHOD_CHOICES)
     sub.add_parser("check", help="is this machine ready? versions, device, data, model, a smoke training")
     return parser
@@ -418,7 +421,12 @@ def run_multitask(args: argparse.Namespace) -> dict[str, Any]:
         train_parts[t.name] = t.tokenize(raw[t.name][0], tokenizer, length, s.stride, train=True)
         eval_parts[t.name] = t.tokenize(raw[t.name][1], tokenizer, length, s.stride, train=False)
     train_features, eval_features = MultiTaskDataset(train_parts), MultiTaskDataset(eval_parts)
-    model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
+    if getattr(args, "task_adapter", None):  # the multi-task hybrid: shared delta + an adapter per task
+        from .multitask_hybrid import build_from_args
+
+        model = build_from_args(task, backbone, args).to(env.device)
+    else:
+        model = prepare_model(task.build_model(backbone), args.method, first).to(env.device)
     output = make_output_dir(args, run["config"])
     config = make_train_config(args, args.method, first, settings[first], output,
                                epochs=max(s.epochs for s in settings.values()),
@@ -454,7 +462,9 @@ def _save_weights(model, folder: Path) -> None:
     tmp = folder.with_name(f".{folder.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    if delta.applied_configs(model):
+    if hasattr(model, "save_parts"):  # the multi-task hybrid: the shared delta and each task's part apart
+        model.save_parts(tmp)
+    elif delta.applied_configs(model):
         delta.save(model, tmp)
     else:
         tmp.mkdir(parents=True)
