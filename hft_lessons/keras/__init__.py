@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["INSTALL_HINT", "available", "KerasBertEncoder", "LoraDense", "SequenceClassifier",
            "LayerDecayAdamW", "WarmupLinearDecay", "BatchSequence", "apply_hybrid", "from_pretrained",
-           "load_bert_weights", "count_weights", "train_hybrid", "KerasRun"]
+           "load_bert_weights", "count_weights", "train_hybrid", "KerasRun", "weights_folder"]
 
 INSTALL_HINT = 'TensorFlow is not installed; the Keras parts skip. Install it with: pip install -e ".[tf]"'
 

@@ -25,7 +25,7 @@ from ..methods import ALL_LINEARS
 
 __all__ = ["KerasBertEncoder", "LoraDense", "SequenceClassifier", "LayerDecayAdamW", "WarmupLinearDecay",
            "BatchSequence", "apply_hybrid", "from_pretrained", "load_bert_weights", "count_weights",
-           "train_hybrid", "KerasRun"]
+           "train_hybrid", "KerasRun", "weights_folder"]
 
 tf.config.set_visible_devices([], "GPU")  # the course compares against CPU references; keep TF off any GPU
 
@@ -179,6 +179,32 @@ def load_bert_weights(encoder: KerasBertEncoder, path: str | Path) -> int:
     if copied != expected:
         raise ValueError(f"{file} filled {copied} of the encoder's {expected} weights; is it a BERT checkpoint?")
     return copied
+
+
+def weights_folder(name: str | None = None) -> Path:
+    """A local folder with config.json and model.safetensors for ``name`` (default: the profile's backbone).
+
+    The packaged MiniLM or any local folder as is; the smoke profile's tiny random BERT written to a temporary
+    folder; a Hub model downloaded (config and safetensors only).
+    """
+    import tempfile
+
+    import torch
+
+    from ..backbone import load_backbone, resolve_backbone
+    from ..profiles import TINY
+
+    path = resolve_backbone(name, verbose=False)
+    if Path(path).is_dir():
+        return Path(path)
+    if path == TINY:
+        folder = Path(tempfile.mkdtemp(prefix="tiny_bert_"))
+        with torch.random.fork_rng():
+            load_backbone(TINY, verbose=False)[1].save_pretrained(folder)
+        return folder
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(path, allow_patterns=["config.json", "model.safetensors"]))
 
 
 def from_pretrained(path: str | Path) -> KerasBertEncoder:
