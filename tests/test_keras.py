@@ -73,8 +73,9 @@ def test_hybrid_errors_are_one_line(tiny_folder, tmp_path):
 @pytest.mark.slow  # about 25 s on 2 cores, mostly TensorFlow tracing the train and eval steps
 def test_a_few_training_steps_lower_the_loss(tiny_folder):
     rng = np.random.default_rng(0)
-    rows = [{"input_ids": [1] + rng.integers(200, 210, size=int(n)).tolist() + [2],
-             "labels": int(label)} for n, label in zip(rng.integers(3, 9, size=32), np.arange(32) % 2, strict=True)]
+    lengths, labels = rng.integers(3, 9, size=32), np.arange(32) % 2
+    rows = [{"input_ids": [1] + rng.integers(200, 210, size=int(n)).tolist() + [2], "labels": int(label)}
+            for n, label in zip(lengths, labels, strict=True)]
     for r in rows:  # a learnable signal: the label decides the second token
         r["input_ids"][1] = 500 + r["labels"]
     features = Dataset.from_list(rows)

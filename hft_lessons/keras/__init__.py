@@ -1,4 +1,4 @@
-"""The hybrid (LoRA + BitFit) in TensorFlow/Keras 3: a BERT encoder as Keras layers that loads the course's weights.
+"""The hybrid (LoRA + BitFit) in TensorFlow/Keras 3: Keras layers that load the same BERT weights.
 
 TensorFlow is optional (``pip install -e ".[tf]"``). Importing ``hft_lessons`` or this package never imports
 TensorFlow; the names below load it on first use, so ``available()`` can be asked first.

@@ -1,8 +1,8 @@
-"""A BERT encoder as Keras 3 layers (TensorFlow backend), LoRA and BitFit as Keras layers, and model.fit training.
+"""A BERT encoder in Keras 3 layers (TensorFlow backend), LoRA and BitFit in Keras, training with model.fit.
 
 The layer names follow the Hugging Face checkpoint (``query``, ``key``, ``value``, ``attention_output``,
 ``ffn_up``, ``ffn_down``, as in ``hft_lessons.methods.ALL_LINEARS``), so ``load_bert_weights`` copies a
-``model.safetensors`` file tensor by tensor: Keras ``Dense`` kernels are ``[in, out]``, the transpose of torch's.
+``model.safetensors`` file tensor by tensor: a Keras ``Dense`` kernel is ``[in, out]``, torch's transposed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _gelu(x):
 
 
 class LoraDense(keras.layers.Layer):
-    """``base(x) + (x A) B · alpha/r`` around a frozen ``Dense``; B starts at zero, so the output is unchanged."""
+    """``base(x) + (x A) B · alpha/r`` around a frozen ``Dense``; B = 0 at first: the output is unchanged."""
 
     def __init__(self, base: keras.layers.Dense, r: int = 8, alpha: float = 16.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -52,7 +52,8 @@ class LoraDense(keras.layers.Layer):
 
     def call(self, x):
         """The frozen projection plus the scaled low-rank update."""
-        return self.activation(self.base(x) + ops.matmul(ops.matmul(x, self.lora_A), self.lora_B) * self.scaling)
+        update = ops.matmul(ops.matmul(x, self.lora_A), self.lora_B) * self.scaling
+        return self.activation(self.base(x) + update)
 
 
 class _Layer(keras.layers.Layer):
@@ -76,7 +77,7 @@ class _Layer(keras.layers.Layer):
         return ops.transpose(ops.reshape(x, (b, s, self.heads, self.head_dim)), (0, 2, 1, 3))
 
     def call(self, h, mask_bias, training=False):
-        """[batch, seq, d] → [batch, seq, d]; ``mask_bias`` is 0 on tokens and a large negative on padding."""
+        """[batch, seq, d] → [batch, seq, d]; ``mask_bias``: 0 on tokens, a large negative on padding."""
         q, k, v = self._split(self.query(h)), self._split(self.key(h)), self._split(self.value(h))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(self.head_dim) + mask_bias
         probs = self.attention_dropout(ops.softmax(scores, axis=-1), training=training)
@@ -88,7 +89,7 @@ class _Layer(keras.layers.Layer):
 
 
 class KerasBertEncoder(keras.layers.Layer):
-    """BERT's embeddings and encoder layers; ``call(input_ids, attention_mask, token_type_ids)`` → hidden states."""
+    """BERT's embeddings and layers: ``call(input_ids, attention_mask, token_type_ids)`` → hidden states."""
 
     def __init__(self, cfg: dict, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -97,8 +98,10 @@ class KerasBertEncoder(keras.layers.Layer):
         self.word_embeddings = keras.layers.Embedding(cfg["vocab_size"], d, name="word_embeddings")
         self.position_embeddings = keras.layers.Embedding(cfg["max_position_embeddings"], d,
                                                           name="position_embeddings")
-        self.token_type_embeddings = keras.layers.Embedding(cfg["type_vocab_size"], d, name="token_type_embeddings")
-        self.embedding_norm = keras.layers.LayerNormalization(epsilon=cfg["layer_norm_eps"], name="embedding_norm")
+        self.token_type_embeddings = keras.layers.Embedding(cfg["type_vocab_size"], d,
+                                                            name="token_type_embeddings")
+        self.embedding_norm = keras.layers.LayerNormalization(epsilon=cfg["layer_norm_eps"],
+                                                              name="embedding_norm")
         self.dropout = keras.layers.Dropout(cfg["hidden_dropout_prob"])
         self.layers = [_Layer(cfg, name=f"layer_{i}") for i in range(cfg["num_hidden_layers"])]
 
@@ -160,7 +163,7 @@ def _target(encoder: KerasBertEncoder, name: str) -> tuple[keras.Variable, bool]
 
 
 def load_bert_weights(encoder: KerasBertEncoder, path: str | Path) -> int:
-    """Copy a BERT ``model.safetensors`` (a file, or a folder holding one) into ``encoder``; return tensors copied."""
+    """Copy a BERT ``model.safetensors`` (a file or its folder) into ``encoder``; return the count copied."""
     path = Path(path)
     file = path / "model.safetensors" if path.is_dir() else path
     if not file.exists():
@@ -177,7 +180,8 @@ def load_bert_weights(encoder: KerasBertEncoder, path: str | Path) -> int:
             variable.assign(value.T if transpose else value)
             copied += 1
     if copied != expected:
-        raise ValueError(f"{file} filled {copied} of the encoder's {expected} weights; is it a BERT checkpoint?")
+        raise ValueError(f"{file} filled {copied} of the encoder's {expected} weights; "
+                         "is it a BERT checkpoint?")
     return copied
 
 
@@ -208,13 +212,14 @@ def weights_folder(name: str | None = None) -> Path:
 
 
 def from_pretrained(path: str | Path) -> KerasBertEncoder:
-    """A Keras BERT encoder with the config and weights of a Hugging Face model folder (config.json + safetensors)."""
+    """A Keras BERT encoder from a Hugging Face model folder (config.json, model.safetensors)."""
     path = Path(path)
     if not (path / "config.json").exists():
         raise ValueError(f"{path} has no config.json; pass a Hugging Face BERT model folder")
     cfg = json.loads((path / "config.json").read_text())
     if cfg.get("model_type") != "bert":
-        raise ValueError(f"{path} holds a {cfg.get('model_type')!r} model; the Keras encoder needs model_type 'bert'")
+        raise ValueError(f"{path} holds a {cfg.get('model_type')!r} model; "
+                         "the Keras encoder needs model_type 'bert'")
     encoder = KerasBertEncoder(cfg, name="bert")
     load_bert_weights(encoder, path)
     return encoder
@@ -223,7 +228,8 @@ def from_pretrained(path: str | Path) -> KerasBertEncoder:
 class SequenceClassifier(keras.Model):
     """Encoder, masked mean pooling, dropout and one Dense layer: the course's SST-2 model in Keras."""
 
-    def __init__(self, encoder: KerasBertEncoder, num_labels: int = 2, dropout: float = 0.1, **kwargs) -> None:
+    def __init__(self, encoder: KerasBertEncoder, num_labels: int = 2, dropout: float = 0.1,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.encoder = encoder
         self.head_dropout = keras.layers.Dropout(dropout)
@@ -240,7 +246,7 @@ class SequenceClassifier(keras.Model):
 
 def apply_hybrid(encoder: KerasBertEncoder, r: int = 8, alpha: float = 16.0,
                  target_modules: Sequence[str] = ALL_LINEARS) -> KerasBertEncoder:
-    """LoRA on ``target_modules`` of every layer + BitFit: freeze every kernel, embedding and LayerNorm scale."""
+    """LoRA on ``target_modules`` of every layer + BitFit: kernels, embeddings, LayerNorm scales frozen."""
     unknown = set(target_modules) - set(ALL_LINEARS)
     if unknown:
         raise ValueError(f"unknown target modules {sorted(unknown)}; allowed: {', '.join(ALL_LINEARS)}")
@@ -252,7 +258,7 @@ def apply_hybrid(encoder: KerasBertEncoder, r: int = 8, alpha: float = 16.0,
             dense = getattr(layer, role)
             if isinstance(dense, LoraDense):
                 raise ValueError(f"LoRA is already applied to {role}; apply the hybrid once")
-            layer._tracker.unlock()  # a built Keras layer takes new sub-layers only unlocked (as Dense.enable_lora)
+            layer._tracker.unlock()  # a built layer takes new sub-layers only unlocked (as Dense.enable_lora)
             setattr(layer, role, LoraDense(dense, r, alpha, name=f"{role}_lora"))
             layer._tracker.lock()
     return encoder
@@ -265,7 +271,7 @@ def count_weights(model: keras.layers.Layer) -> tuple[int, int]:
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``lr`` over ``warmup`` steps, then linear decay to 0 at ``total`` (transformers' schedule)."""
+    """Linear warm-up to ``lr`` over ``warmup`` steps, then linear decay to 0 at ``total``."""
 
     def __init__(self, lr: float, warmup: int, total: int) -> None:
         self.lr, self.warmup, self.total = lr, warmup, total
@@ -281,7 +287,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class LayerDecayAdamW(keras.optimizers.AdamW):
-    """AdamW whose step for a variable is scaled by ``factor(variable.path)`` (layer-wise learning-rate decay)."""
+    """AdamW whose step for a variable is scaled by ``factor(variable.path)`` (layer-wise lr decay)."""
 
     def __init__(self, factor: Callable[[str], float], **kwargs) -> None:
         super().__init__(**kwargs)
@@ -297,7 +303,7 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
 
 
 def layer_decay_factor(num_layers: int, decay: float | None) -> Callable[[str], float]:
-    """decay ** depth: layer k of n gets decay^(n-1-k), the embeddings decay^n, the head 1 (as the course trainer)."""
+    """decay ** depth: layer k of n gets decay^(n-1-k), the embeddings decay^n, the head 1."""
     def factor(path: str) -> float:
         if decay is None:
             return 1.0
@@ -366,7 +372,8 @@ def train_hybrid(model: SequenceClassifier, train_features, eval_features, sampl
 
     data = BatchSequence(train_features, batches)
     eval_order = sorted(range(len(eval_features)), key=lambda i: len(eval_features[i]["input_ids"]))
-    evals = BatchSequence(eval_features, lambda: [eval_order[i : i + 128] for i in range(0, len(eval_order), 128)])
+    evals = BatchSequence(eval_features,
+                          lambda: [eval_order[i : i + 128] for i in range(0, len(eval_order), 128)])
     total = epochs * len(data)
     optimizer = LayerDecayAdamW(
         layer_decay_factor(len(model.encoder.layers), layer_decay),
@@ -378,5 +385,6 @@ def train_hybrid(model: SequenceClassifier, train_features, eval_features, sampl
     start = time.perf_counter()
     fit = model.fit(data, validation_data=evals, epochs=epochs, verbose=verbose)
     seconds = time.perf_counter() - start
-    return KerasRun(accuracy=float(fit.history["val_accuracy"][-1]), history=fit.history, train_seconds=seconds,
-                    train_examples_per_second=epochs * len(train_features) / seconds, steps=total)
+    return KerasRun(accuracy=float(fit.history["val_accuracy"][-1]), history=fit.history,
+                    train_seconds=seconds, steps=total,
+                    train_examples_per_second=epochs * len(train_features) / seconds)
