@@ -84,3 +84,16 @@ def test_a_few_training_steps_lower_the_loss(tiny_folder):
     run = hk.train_hybrid(model, features, features, sampler, lr=1e-2, epochs=4, warmup_ratio=0.0)
     assert run.steps == 16
     assert run.history["loss"][-1] < run.history["loss"][0]
+
+
+def test_layer_decay_reaches_lora_and_biases_by_layer(tiny_folder):
+    from hft_lessons.keras.bert import layer_decay_factor
+
+    model = hk.SequenceClassifier(hk.apply_hybrid(hk.from_pretrained(tiny_folder)))
+    ids = np.ones((1, 3), dtype="int32")
+    model({"input_ids": ids, "attention_mask": ids, "token_type_ids": 0 * ids})  # builds the classifier
+    factor = layer_decay_factor(2, 0.5)  # the tiny BERT has 2 layers: layer 0 at 0.5, layer 1 at 1
+    by_path = {v.path: factor(v.path) for v in model.encoder.weights + model.classifier.weights}
+    assert by_path["layer_0_query_lora/lora_A"] == 0.5 and by_path["layer_1_ffn_down_lora/lora_B"] == 1.0
+    assert by_path["bert/layer_0/ffn_up/bias"] == 0.5 and by_path["bert/embedding_norm/beta"] == 0.25
+    assert by_path[model.classifier.kernel.path] == 1.0

@@ -259,7 +259,8 @@ def apply_hybrid(encoder: KerasBertEncoder, r: int = 8, alpha: float = 16.0,
             if isinstance(dense, LoraDense):
                 raise ValueError(f"LoRA is already applied to {role}; apply the hybrid once")
             layer._tracker.unlock()  # a built layer takes new sub-layers only unlocked (as Dense.enable_lora)
-            setattr(layer, role, LoraDense(dense, r, alpha, name=f"{role}_lora"))
+            # the name carries the layer, so that layer-wise learning-rate decay can find it in the path
+            setattr(layer, role, LoraDense(dense, r, alpha, name=f"{layer.name}_{role}_lora"))
             layer._tracker.lock()
     return encoder
 
@@ -307,7 +308,7 @@ def layer_decay_factor(num_layers: int, decay: float | None) -> Callable[[str], 
     def factor(path: str) -> float:
         if decay is None:
             return 1.0
-        m = re.search(r"layer_(\d+)/", path)
+        m = re.search(r"layer_(\d+)[/_]", path)  # bert/layer_3/query/bias, layer_3_query_lora/lora_A
         if m:
             return decay ** (num_layers - 1 - int(m.group(1)))
         return decay ** num_layers if "embedding" in path else 1.0
