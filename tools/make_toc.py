@@ -30,6 +30,7 @@ OUTLINE = [
             "notebooks/05_task_adapters",
             "notebooks/06_delta_tuning",
             "notebooks/07_hybrid_finetuning",
+            "notebooks/12_three_implementations",
             "notebooks/08_multitask",
         ],
     ),
