@@ -1,4 +1,5 @@
-"""The multi-task hybrid: per-task adapters switch with the task, parts save and load apart, merging, errors."""
+"""The multi-task hybrid: per-task adapters switch with the task, parts save and load apart, merging,
+errors."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def _batch(tokenizer, n: int = 3) -> dict[str, torch.Tensor]:
 
 
 def _perturb(model) -> None:
-    """Give every trainable tensor random values (a fresh adapter is the identity, which would hide mix-ups)."""
+    """Give every trainable tensor random values (a fresh adapter is the identity, which would hide
+    mix-ups)."""
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():
