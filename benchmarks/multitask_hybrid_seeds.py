@@ -1,4 +1,5 @@
-"""Chapter 13's comparison over seeds: the jointly trained hybrid, chapter 8's shared-delta model, single-task hybrids.
+"""Chapter 13's comparison over seeds: the jointly trained hybrid, chapter 8's shared-delta model,
+single-task hybrids.
 
     HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/multitask_hybrid_seeds.py --seeds 0,1,2
 
@@ -7,10 +8,10 @@ profile's budgets), in its own process:
 
 - ``joint_hybrid``: ``--tasks sst2,conll2003,squad --method hybrid --task-adapter pfeiffer`` (a shared LoRA +
   BitFit delta, a Pfeiffer adapter and a head per task);
-- ``joint_shared``: ``--tasks sst2,conll2003,squad --method hybrid`` (chapter 8's model: the shared delta, heads
-  per task);
-- ``single_<task>``: ``--tasks <task> --method hybrid --task-adapter pfeiffer`` (the same design on one task, with
-  that task's own epochs and batch size).
+- ``joint_shared``: ``--tasks sst2,conll2003,squad --method hybrid`` (chapter 8's model: the shared delta,
+  heads per task);
+- ``single_<task>``: ``--tasks <task> --method hybrid --task-adapter pfeiffer`` (the same design on one task,
+  with that task's own epochs and batch size).
 
 Each finished run appends one JSON line (its metrics object, the parameters it stored, total and per part) to
 ``--results`` (default ``benchmarks/results/multitask_hybrid_seeds.jsonl``); a run already in the file (same
@@ -37,7 +38,7 @@ DESIGNS = {
 
 
 def stored(model_dir: Path) -> dict[str, int]:
-    """Numbers stored by a run: the parts of a hybrid, or the one delta file (shared delta + heads) of chapter 8's."""
+    """Numbers stored by a run: the parts of a hybrid, or chapter 8's single delta file (delta + heads)."""
     from safetensors.torch import load_file
 
     from hft_lessons.multitask_hybrid import stored_parameters
@@ -66,12 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     parser.add_argument("--designs", default=",".join(DESIGNS), help=f"a subset of: {', '.join(DESIGNS)}")
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "multitask_hybrid_seeds.jsonl"))
+    parser.add_argument(
+        "--results", default=str(ROOT / "benchmarks" / "results" / "multitask_hybrid_seeds.jsonl")
+    )
     args = parser.parse_args(argv)
     designs = [d for d in args.designs.split(",") if d]
     bad = [d for d in designs if d not in DESIGNS]
     if bad:
-        parser.exit(2, f"error: --designs {args.designs!r}: unknown {', '.join(bad)}; allowed: {', '.join(DESIGNS)}\n")
+        parser.exit(2, f"error: --designs {args.designs!r}: unknown {', '.join(bad)}; "
+                       f"allowed: {', '.join(DESIGNS)}\n")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:
@@ -84,19 +88,21 @@ def main(argv: list[str] | None = None) -> int:
             if (design, seed) in done(results):
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                command = [sys.executable, "-m", "hft_lessons", "multitask", "--method", "hybrid", *DESIGNS[design],
-                           "--profile", args.profile, "--seed", str(seed), "--output-dir", tmp, "--no-progress"]
+                command = [sys.executable, "-m", "hft_lessons", "multitask", "--method", "hybrid",
+                           *DESIGNS[design], "--profile", args.profile, "--seed", str(seed),
+                           "--output-dir", tmp, "--no-progress"]
                 print(f"[{design} seed {seed}]", " ".join(command[1:]), flush=True)
                 proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
                 if proc.returncode != 0:
                     print(proc.stderr[-3000:], file=sys.stderr)
                     return proc.returncode
                 metrics = json.loads(proc.stdout.strip().splitlines()[-1])
-                row = {"design": design, "seed": seed, "command": "python -m " + " ".join(command[2:-3]), **metrics,
-                       "stored_params": stored(Path(tmp) / "model")}
+                row = {"design": design, "seed": seed, "command": "python -m " + " ".join(command[2:-3]),
+                       **metrics, "stored_params": stored(Path(tmp) / "model")}
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(json.dumps({k: row[k] for k in row if k.endswith(("accuracy", "_f1", "seconds"))}), flush=True)
+            print(json.dumps({k: row[k] for k in row if k.endswith(("accuracy", "_f1", "seconds"))}),
+                  flush=True)
     return 0
 
 

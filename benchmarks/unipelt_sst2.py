@@ -5,16 +5,17 @@
 Each run is ``python -m hft_lessons finetune --task sst2 --method unipelt --profile cpu --seed S`` with the
 ``unipelt`` recipe replaced by a variant (in a process of its own):
 
-- ``recipe``: the base recipe (gated LoRA r=8 on query/value, a gated adapter after the FFN, 10 gated prefixes;
-  lr 1e-3), as it was before this study;
+- ``recipe``: the base recipe (gated LoRA r=8 on query/value, a gated adapter after the FFN, 10 gated
+  prefixes; lr 1e-3), as it was before this study;
 - ``lr2e-3``: the same at the learning rate of the ``lora`` and ``hybrid`` recipes;
 - ``all_linears``: gated LoRA on every projection (as the ``hybrid`` recipe's LoRA), lr 2e-3;
-- ``all_linears_decay``: that, with the ``hybrid`` recipe's SST-2 layer decay 0.9 (noted in ``hft_lessons.methods``;
-  it becomes the ``unipelt`` recipe's SST-2 override with chapter 7's re-run; the script removes any such override,
-  so every variant starts from the base recipe).
+- ``all_linears_decay``: that, with the ``hybrid`` recipe's SST-2 layer decay 0.9 (noted in
+  ``hft_lessons.methods``; it becomes the ``unipelt`` recipe's SST-2 override with chapter 7's re-run; the
+  script removes any such override, so every variant starts from the base recipe).
 
-Every run appends one JSON line (the command's metrics object, the variant and its mean gate value per component
-after training) to ``--results`` (default ``benchmarks/results/unipelt_sst2.jsonl``); runs already there are skipped.
+Every run appends one JSON line (the command's metrics object, the variant and its mean gate value per
+component after training) to ``--results`` (default ``benchmarks/results/unipelt_sst2.jsonl``); runs already
+there are skipped.
 Full fine-tuning's reference (10 seeds, the same command with ``--method full``): mean accuracy 0.8541.
 """
 
@@ -29,7 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORIGINAL = {"lr": 1e-3, "layer_decay": None}  # the recipe's rates before this study (its configs are unchanged)
+# the recipe's rates before this study (its configs are unchanged)
+ORIGINAL = {"lr": 1e-3, "layer_decay": None}
 VARIANTS = {
     "recipe": ({}, {}),
     "lr2e-3": ({}, {"lr": 2e-3}),
@@ -43,7 +45,8 @@ def run_one(variant: str, seed: int, profile: str = "cpu") -> dict:
     from hft_lessons import cli, delta, methods
 
     config_changes, recipe_changes = VARIANTS[variant]
-    methods.TASK_OVERRIDES["sst2"].pop("unipelt", None)  # the variants start from the base recipe, not the override
+    # the variants start from the base recipe, not the override
+    methods.TASK_OVERRIDES["sst2"].pop("unipelt", None)
     base = replace(methods.RECIPES["unipelt"], **ORIGINAL)
     changes = {k: (delta.ROLES if v == "ALL" else v) for k, v in config_changes.items()}
     make = base.configs
@@ -60,8 +63,8 @@ def run_one(variant: str, seed: int, profile: str = "cpu") -> dict:
         original(model, output, metrics)
 
     cli.finish_run = finish
-    args = cli.build_parser().parse_args(["finetune", "--task", "sst2", "--method", "unipelt", "--profile", profile,
-                                          "--seed", str(seed), "--no-progress"])
+    args = cli.build_parser().parse_args(["finetune", "--task", "sst2", "--method", "unipelt",
+                                          "--profile", profile, "--seed", str(seed), "--no-progress"])
     metrics = cli.run_finetune(args)
     return {"variant": variant, **metrics, "mean_gates": captured}
 
@@ -87,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     for seed in [int(s) for s in args.seeds.split(",") if s]:
         for variant in variants:
-            rows = [json.loads(x) for x in results.read_text().splitlines() if x.strip()] if results.exists() else []
+            rows = ([json.loads(x) for x in results.read_text().splitlines() if x.strip()]
+                    if results.exists() else [])
             if any(r["variant"] == variant and r["seed"] == seed for r in rows):
                 continue
-            proc = subprocess.run([sys.executable, __file__, "--one", variant, str(seed), "--profile", args.profile],
+            proc = subprocess.run([sys.executable, __file__, "--one", variant, str(seed),
+                                   "--profile", args.profile],
                                   capture_output=True, text=True, cwd=ROOT, env=env)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)

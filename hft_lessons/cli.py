@@ -15,8 +15,9 @@ from typing import Any
 from .profiles import TASK_NAMES  # a light module: no torch before the arguments are parsed
 
 __all__ = ["main", "build_parser", "run_finetune", "load_raw", "make_output_dir", "make_train_config",
-           "cost_metrics", "finish_run", "run_multitask", "prepare_output", "prepare_run", "prepare_multitask",
-           "run_config", "run_record", "check_lengths", "RunSaveError", "METHOD_CHOICES"]
+           "cost_metrics", "finish_run", "run_multitask", "prepare_output", "prepare_run",
+           "prepare_multitask", "run_config", "run_record", "check_lengths", "RunSaveError",
+           "METHOD_CHOICES"]
 
 EVAL_SPLITS = ("validation", "test")
 # hft_lessons.methods.METHOD_NAMES, spelled out here for startup speed: importing methods loads torch and
@@ -488,7 +489,8 @@ def _cleanup_created() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, validate, run, and print the metrics object as the last line."""
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["check"]:  # the environment check: hft_lessons.envcheck
+    # the environment check: hft_lessons.envcheck
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["check"]:
         from .envcheck import main as check
 
         return check((sys.argv[1:] if argv is None else argv)[1:])

@@ -1,5 +1,6 @@
-"""Checkers for the chapters' coding exercises: each runs the learner's function against a reference and prints
-one line, ``right`` or ``wrong: <what differs>`` (never the answer), and returns whether it was right."""
+"""Checkers for the chapters' coding exercises: each runs the learner's function against a reference and
+prints one line, ``right`` or ``wrong: <what differs>`` (never the answer), and returns whether it was
+right."""
 
 from __future__ import annotations
 
@@ -56,5 +57,6 @@ def _momentum_problem(fn: Callable, lr: float, momentum: float, atol: float) -> 
 
 
 def check_sgd_momentum(fn: Callable, lr: float = 0.5, momentum: float = 0.9, atol: float = 1e-6) -> bool:
-    """Check ``fn(W, b, X, y, lr, momentum, buffers) -> (W, b, buffers)`` against SGD with momentum, 2 steps."""
+    """Check ``fn(W, b, X, y, lr, momentum, buffers) -> (W, b, buffers)`` against SGD with momentum, 2 steps.
+    """
     return _verdict(_momentum_problem(fn, lr, momentum, atol))

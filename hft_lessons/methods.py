@@ -91,13 +91,14 @@ METHOD_NAMES = tuple(RECIPES)
 
 # Per-task changes to a recipe (learning rates and epochs differ between tasks), by task then method.
 TASK_OVERRIDES: dict[str, dict[str, dict]] = {
-    # Layer-wise lr decay (lower layers move less): over training seeds 0/1/2 on the cpu profile, full fine-tuning
-    # at 2e-4 with decay 0.8 reached 86.1/85.2/87.0% against 85.8/84.7/87.2% at a flat 1e-4, and the hybrid with
-    # decay 0.9 reached 85.4/84.3/85.0% against 85.0/84.2/85.2% without it.
+    # Layer-wise lr decay (lower layers move less): over training seeds 0/1/2 on the cpu profile, full
+    # fine-tuning at 2e-4 with decay 0.8 reached 86.1/85.2/87.0% against 85.8/84.7/87.2% at a flat 1e-4, and
+    # the hybrid with decay 0.9 reached 85.4/84.3/85.0% against 85.0/84.2/85.2% without it.
     # UniPELT's recipe (gated LoRA on query/value, lr 1e-3) reached 83.6/82.8/81.7% on seeds 0/1/2; with gated
-    # LoRA on every projection, lr 2e-3 and decay 0.9 (the hybrid's LoRA, rate and decay) 85.3/86.4/85.2%, mean
-    # 85.6% against full fine-tuning's 85.4% over ten seeds (benchmarks/unipelt_sst2.py --one all_linears_decay S,
-    # benchmarks/results/unipelt_sst2.jsonl). That recipe becomes the default together with chapter 7's re-run.
+    # LoRA on every projection, lr 2e-3 and decay 0.9 (the hybrid's LoRA, rate and decay) 85.3/86.4/85.2%,
+    # mean 85.6% against full fine-tuning's 85.4% over ten seeds (benchmarks/unipelt_sst2.py --one
+    # all_linears_decay S, benchmarks/results/unipelt_sst2.jsonl). That recipe becomes the default together
+    # with chapter 7's re-run.
     "sst2": {"full": {"lr": 2e-4, "layer_decay": 0.8}, "hybrid": {"layer_decay": 0.9}},
     "conll2003": {"full": {"lr": 2e-4}},
     "squad": {},
@@ -151,12 +152,15 @@ def _freeze(module: nn.Module) -> None:
 
 
 def train_config(method: str, settings: TaskSettings, task: str = "sst2", **overrides: object) -> TrainConfig:
-    """A TrainConfig from ``method``'s recipe for ``task``, the profile's sizes and recipe changes; ``overrides`` win.
+    """A TrainConfig from ``method``'s recipe for ``task``, the profile's sizes and recipe changes;
+    ``overrides`` win.
 
     The notebooks and the ``finetune`` command both build their config here, so they train identically.
     """
     recipe = replace(get_recipe(method, task), **settings.recipes.get(method, {}))
     options: dict[str, object] = {"lr": recipe.lr, "head_lr": recipe.head_lr,
-                                  "epochs": recipe.epochs or settings.epochs, "batch_size": settings.batch_size,
-                                  "warmup_ratio": recipe.warmup_ratio, "layer_decay": recipe.layer_decay, **overrides}
+                                  "epochs": recipe.epochs or settings.epochs,
+                                  "batch_size": settings.batch_size,
+                                  "warmup_ratio": recipe.warmup_ratio, "layer_decay": recipe.layer_decay,
+                                  **overrides}
     return TrainConfig(**options)  # type: ignore[arg-type]

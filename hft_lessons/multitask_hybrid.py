@@ -1,16 +1,19 @@
-"""The outline's hybrid, whole: one frozen backbone, a shared delta trained on every task, a small adapter per task.
+"""The outline's hybrid, whole: one frozen backbone, a shared delta trained on every task, a small adapter per
+task.
 
 ``build_hybrid(backbone, ["sst2", "conll2003", "squad"], HybridDesign("hybrid", "pfeiffer"))`` returns a
-:class:`MultiTaskHybridModel`: the shared delta (a delta recipe from :mod:`hft_lessons.methods`, e.g. LoRA on every
-projection + BitFit) is applied once with :func:`hft_lessons.delta.apply`; every adapter place of the task-adapter
-recipe (a Pfeiffer or Houlsby bottleneck, :class:`hft_lessons.delta.Bottleneck`) holds one bottleneck *per task* in
-a :class:`TaskAdapters` switch, and only the bottleneck of the task being run is in the forward path; each task
-has its own head. ``MultiTask`` (its samplers, collator, loss and evaluation) trains it with ``training.train``.
+:class:`MultiTaskHybridModel`: the shared delta (a delta recipe from :mod:`hft_lessons.methods`, e.g. LoRA on
+every projection + BitFit) is applied once with :func:`hft_lessons.delta.apply`; every adapter place of the
+task-adapter recipe (a Pfeiffer or Houlsby bottleneck, :class:`hft_lessons.delta.Bottleneck`) holds one
+bottleneck *per task* in a :class:`TaskAdapters` switch, and only the bottleneck of the task being run is in
+the forward path; each task has its own head. ``MultiTask`` (its samplers, collator, loss and evaluation)
+trains it with ``training.train``.
 
 The parts save apart (:func:`save_parts`): ``shared/`` is a plain :func:`hft_lessons.delta.save` folder, and
-``tasks/<name>/`` holds one task's adapter and head, so one task ships without the others. :func:`load_parts` puts
-them on one loaded backbone; :func:`run_request` answers a request for any task, switching adapters per request.
-``delta.merge(model)`` folds the shared LoRA into the backbone's weights while the task adapters stay switchable.
+``tasks/<name>/`` holds one task's adapter and head, so one task ships without the others. :func:`load_parts`
+puts them on one loaded backbone; :func:`run_request` answers a request for any task, switching adapters per
+request. ``delta.merge(model)`` folds the shared LoRA into the backbone's weights while the task adapters stay
+switchable.
 """
 
 from __future__ import annotations
@@ -67,10 +70,10 @@ FORMAT = "hft-multitask-hybrid/1"
 class HybridDesign:
     """Which parts are shared and which are per task: a shared delta recipe and a per-task adapter recipe.
 
-    ``shared``: a delta recipe of :data:`hft_lessons.methods.RECIPES` (``"hybrid"`` = LoRA on every projection +
-    BitFit, ``"lora"``, ``"bitfit"``, ...) trained on every task, or None (nothing shared but the frozen
-    backbone). ``task_adapter``: ``"pfeiffer"`` or ``"adapter"`` (Houlsby), one bottleneck per task, or None
-    (heads only). Heads are always per task.
+    ``shared``: a delta recipe of :data:`hft_lessons.methods.RECIPES` (``"hybrid"`` = LoRA on every
+    projection + BitFit, ``"lora"``, ``"bitfit"``, ...) trained on every task, or None (nothing shared but
+    the frozen backbone). ``task_adapter``: ``"pfeiffer"`` or ``"adapter"`` (Houlsby), one bottleneck per
+    task, or None (heads only). Heads are always per task.
     """
 
     shared: str | None = "hybrid"
@@ -103,14 +106,17 @@ class HybridDesign:
 
 # the designs the chapter compares, by name
 DESIGNS = {
-    "hybrid": HybridDesign("hybrid", "pfeiffer"),  # shared LoRA + BitFit, a Pfeiffer adapter and a head per task
+    # shared LoRA + BitFit, a Pfeiffer adapter and a head per task
+    "hybrid": HybridDesign("hybrid", "pfeiffer"),
     "shared": HybridDesign("hybrid", None),  # chapter 8's model: shared LoRA + BitFit, a head per task
-    "adapters": HybridDesign(None, "pfeiffer"),  # nothing shared but the backbone: adapters and heads per task
+    # nothing shared but the backbone: adapters and heads per task
+    "adapters": HybridDesign(None, "pfeiffer"),
 }
 
 
 class TaskAdapters(LinearWrapper):
-    """A projection followed by the *active* task's bottleneck: ``adapters[active](base(x))``, or ``base(x)``."""
+    """A projection followed by the *active* task's bottleneck: ``adapters[active](base(x))``, or
+    ``base(x)``."""
 
     method: ClassVar[str] = "task_adapter"
 
@@ -131,7 +137,8 @@ def _switches(backbone: nn.Module) -> Iterator[tuple[str, TaskAdapters]]:
 
 @contextmanager
 def _adapters_detached(backbone: nn.Module) -> Iterator[None]:
-    """Take the TaskAdapters switches out of the module tree for a while, so names are those of a plain delta."""
+    """Take the TaskAdapters switches out of the module tree for a while, so names are those of a plain
+    delta."""
     arch = detect(backbone)
     taken = []
     for role in arch.roles:
@@ -197,7 +204,8 @@ class MultiTaskHybridModel(MultiTaskModel):
     def shared_parameters(self) -> dict[str, nn.Parameter]:
         """The shared delta's parameters (what every task trains), by name in the model."""
         with _adapters_detached(self.backbone):
-            names = {id(p): n for n, p in delta.delta_parameters(self.backbone).items()} if self.design.shared else {}
+            names = ({id(p): n for n, p in delta.delta_parameters(self.backbone).items()}
+                     if self.design.shared else {})
         return {f"backbone.{n}": p for n, p in self.backbone.named_parameters() if id(p) in names}
 
     def add_task_adapter(self, task: str) -> None:
@@ -237,7 +245,8 @@ class _TaskView(TaskModel):
 
 def build_hybrid(backbone: nn.Module, tasks: Sequence[str] | MultiTask, design: HybridDesign | str = "hybrid",
                  dropout: float = 0.1) -> MultiTaskHybridModel:
-    """Frozen ``backbone`` + the design's shared delta + a head (and adapter, if any) per task; only those train."""
+    """Frozen ``backbone`` + the design's shared delta + a head (and adapter, if any) per task; only those
+    train."""
     if isinstance(design, str):
         if design not in DESIGNS:
             raise ValueError(f"unknown design {design!r}; allowed: {', '.join(DESIGNS)} or a HybridDesign")
@@ -253,7 +262,7 @@ def build_hybrid(backbone: nn.Module, tasks: Sequence[str] | MultiTask, design: 
     return model.to(next(backbone.parameters()).device)
 
 
-# --- saving and loading the parts ----------------------------------------------------------------------------
+# --- saving and loading the parts ---------------------------------------------------------------------------
 
 
 def shared_hash(model: MultiTaskHybridModel) -> str | None:
@@ -269,7 +278,8 @@ def shared_hash(model: MultiTaskHybridModel) -> str | None:
 
 
 def save_shared(model: MultiTaskHybridModel, directory: str | os.PathLike[str]) -> Path:
-    """Write the shared delta as a plain ``delta.save`` folder (no heads, no task adapters) plus the manifest."""
+    """Write the shared delta as a plain ``delta.save`` folder (no heads, no task adapters) plus the
+    manifest."""
     folder = Path(directory)
     if model.design.shared:
         with _adapters_detached(model.backbone):
@@ -290,7 +300,8 @@ def _backbone_name(backbone: nn.Module) -> str:
 
 
 def _know_shared_id(model: MultiTaskHybridModel) -> None:
-    """Set ``model.shared_id`` from the shared delta's values if it is not known yet (not possible once merged)."""
+    """Set ``model.shared_id`` from the shared delta's values if it is not known yet (not possible once
+    merged)."""
     if model.shared_id is None and model.design.shared:
         if delta.is_merged(model):
             raise ValueError("the shared delta of this merged model has no recorded hash; unmerge it "
@@ -299,7 +310,8 @@ def _know_shared_id(model: MultiTaskHybridModel) -> None:
 
 
 def save_task_part(model: MultiTaskHybridModel, task: str, directory: str | os.PathLike[str]) -> Path:
-    """Write one task's adapter and head (and what they need: backbone and shared-delta ids) to ``directory``."""
+    """Write one task's adapter and head (and what they need: backbone and shared-delta ids) to
+    ``directory``."""
     name = model.task_name(task)
     _know_shared_id(model)
     folder = Path(directory)
@@ -319,7 +331,8 @@ def save_task_part(model: MultiTaskHybridModel, task: str, directory: str | os.P
 
 
 def save_parts(model: MultiTaskHybridModel, directory: str | os.PathLike[str]) -> Path:
-    """``directory/shared`` (the shared delta) and ``directory/tasks/<name>`` for every task, each on its own."""
+    """``directory/shared`` (the shared delta) and ``directory/tasks/<name>`` for every task, each on its
+    own."""
     folder = Path(directory)
     save_shared(model, folder / "shared")
     for name in model.task_names:
@@ -332,12 +345,14 @@ def _read_json(folder: Path, file: str, what: str) -> dict[str, Any]:
         raise ValueError(f"{str(folder)!r} is not a saved {what}: it has no {file}")
     meta = json.loads((folder / file).read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"unknown {what} format {meta.get('format')!r} in {str(folder)!r}; this version reads {FORMAT!r}")
+        raise ValueError(f"unknown {what} format {meta.get('format')!r} in {str(folder)!r}; "
+                         f"this version reads {FORMAT!r}")
     return meta
 
 
 def load_task_part(model: MultiTaskHybridModel, directory: str | os.PathLike[str]) -> MultiTaskHybridModel:
-    """Load one task's adapter and head into ``model``; a task it lacks or another backbone: one ValueError line."""
+    """Load one task's adapter and head into ``model``; a task it lacks or another backbone: one ValueError
+    line."""
     folder = Path(directory)
     meta = _read_json(folder, TASK_CONFIG, "task part")
     name = meta["task"]
@@ -346,7 +361,8 @@ def load_task_part(model: MultiTaskHybridModel, directory: str | os.PathLike[str
                          f"it has: {', '.join(model.task_names)}")
     if meta["backbone_fingerprint"] != model.fingerprint:
         raise ValueError(f"the {name} part was trained on backbone {meta['backbone']} "
-                         f"({meta['backbone_fingerprint']}), not on this model's {_backbone_name(model.backbone)} "
+                         f"({meta['backbone_fingerprint']}), not on this model's "
+                         f"{_backbone_name(model.backbone)} "
                          f"({model.fingerprint}); load it onto the backbone it was trained on")
     if (meta["task_adapter"], meta["shared"]) != (model.design.task_adapter, model.design.shared):
         raise ValueError(f"the {name} part has task adapter {meta['task_adapter']!r} and shared delta "
@@ -362,7 +378,8 @@ def load_task_part(model: MultiTaskHybridModel, directory: str | os.PathLike[str
     saved = load_file(str(folder / TASK_WEIGHTS))
     if set(saved) != set(targets) or any(saved[n].shape != targets[n].shape for n in saved):
         wrong = sorted(set(saved) ^ set(targets)) or [n for n in saved if saved[n].shape != targets[n].shape]
-        raise ValueError(f"the {name} part does not fit this model: {len(wrong)} tensor(s) differ, e.g. {wrong[0]}")
+        raise ValueError(f"the {name} part does not fit this model: {len(wrong)} tensor(s) differ, "
+                         f"e.g. {wrong[0]}")
     with torch.no_grad():
         for n, tensor in saved.items():
             targets[n].copy_(tensor)
@@ -372,11 +389,12 @@ def load_task_part(model: MultiTaskHybridModel, directory: str | os.PathLike[str
 def load_parts(directory: str | os.PathLike[str], tasks: Sequence[str] | None = None,
                backbone: nn.Module | None = None, device: torch.device | str | None = None,
                model_name: str | None = None) -> tuple[Any, MultiTaskHybridModel]:
-    """``(tokenizer, model)``: one backbone with the shared delta of ``directory/shared`` and the parts of ``tasks``.
+    """``(tokenizer, model)``: one backbone with the shared delta of ``directory/shared`` and the parts of
+    ``tasks``.
 
-    ``tasks`` defaults to every ``directory/tasks/<name>`` present, so a folder shipped with one task loads that
-    one. The backbone is ``model_name`` (default: the profile's), or pass ``backbone`` to reuse one already loaded
-    (then the tokenizer returned is None).
+    ``tasks`` defaults to every ``directory/tasks/<name>`` present, so a folder shipped with one task loads
+    that one. The backbone is ``model_name`` (default: the profile's), or pass ``backbone`` to reuse one
+    already loaded (then the tokenizer returned is None).
     """
     from .backbone import load_backbone
 
@@ -387,7 +405,8 @@ def load_parts(directory: str | os.PathLike[str], tasks: Sequence[str] | None = 
     names = list(tasks) if tasks is not None else [n for n in manifest["tasks"] if n in present]
     missing = [n for n in names if n not in present]
     if not names or missing:
-        raise ValueError(f"no saved part for task(s) {', '.join(missing) or '(none given)'} in {str(folder)!r}; "
+        raise ValueError(f"no saved part for task(s) {', '.join(missing) or '(none given)'} "
+                         f"in {str(folder)!r}; "
                          f"it has: {', '.join(present) or 'none'}")
     tokenizer = None
     if backbone is None:
@@ -395,7 +414,8 @@ def load_parts(directory: str | os.PathLike[str], tasks: Sequence[str] | None = 
     fingerprint = backbone_fingerprint(backbone)
     if fingerprint != manifest["backbone_fingerprint"]:
         raise ValueError(f"the parts in {str(folder)!r} were trained on backbone {manifest['backbone']} "
-                         f"({manifest['backbone_fingerprint']}), not on {_backbone_name(backbone)} ({fingerprint})")
+                         f"({manifest['backbone_fingerprint']}), not on {_backbone_name(backbone)} "
+                         f"({fingerprint})")
     design = HybridDesign(manifest["shared"], manifest["task_adapter"])
     model = MultiTaskHybridModel(backbone, MultiTask(names).make_head(backbone.config.hidden_size), design)
     if design.shared:
@@ -424,11 +444,13 @@ def stored_parameters(directory: str | os.PathLike[str]) -> dict[str, int]:
     return counts
 
 
-# --- serving ---------------------------------------------------------------------------------------------------
+# --- serving ------------------------------------------------------------------------------------------------
 
 
-def run_request(model: MultiTaskHybridModel, tokenizer: Any, task: str, request: Mapping[str, Any] | str) -> Any:
-    """Answer one request with ``task``'s adapter and head: SST-2 ``text``, CoNLL ``text``, SQuAD ``question``+``context``."""
+def run_request(model: MultiTaskHybridModel, tokenizer: Any, task: str,
+                request: Mapping[str, Any] | str) -> Any:
+    """Answer one request with ``task``'s adapter and head: SST-2 ``text``, CoNLL ``text``, SQuAD
+    ``question``+``context``."""
     from .inference import answer, classify, tag_entities
 
     view = model.for_task(task)
@@ -443,7 +465,7 @@ def run_request(model: MultiTaskHybridModel, tokenizer: Any, task: str, request:
     return answer(view, tokenizer, request["question"], request["context"])
 
 
-# --- the command line ------------------------------------------------------------------------------------------
+# --- the command line ---------------------------------------------------------------------------------------
 
 
 def build_from_args(task: MultiTask, backbone: nn.Module, args: argparse.Namespace) -> MultiTaskHybridModel:
@@ -453,7 +475,8 @@ def build_from_args(task: MultiTask, backbone: nn.Module, args: argparse.Namespa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hft_lessons.multitask_hybrid PARTS --task T --text ...``: load saved parts, answer one request."""
+    """``python -m hft_lessons.multitask_hybrid PARTS --task T --text ...``: load saved parts, answer one
+    request."""
     from .runtime import quiet_libraries
 
     parser = argparse.ArgumentParser(prog="python -m hft_lessons.multitask_hybrid",

@@ -1,4 +1,5 @@
-"""The multi-task hybrid: per-task adapters switch with the task, parts save and load apart, merging, errors."""
+"""The multi-task hybrid: per-task adapters switch with the task, parts save and load apart, merging,
+errors."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def _batch(tokenizer, n: int = 3) -> dict[str, torch.Tensor]:
 
 
 def _perturb(model) -> None:
-    """Give every trainable tensor random values (a fresh adapter is the identity, which would hide mix-ups)."""
+    """Give every trainable tensor random values (a fresh adapter is the identity, which would hide
+    mix-ups)."""
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():
@@ -58,7 +60,8 @@ def _outputs(model, batch) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         for name in model.task_names:
             logits = model(**batch, task=name)
-            out[name] = torch.cat([x.flatten() for x in logits]) if isinstance(logits, tuple) else logits.flatten()
+            out[name] = (torch.cat([x.flatten() for x in logits]) if isinstance(logits, tuple)
+                         else logits.flatten())
     return out
 
 
@@ -80,7 +83,8 @@ def test_only_shared_delta_adapters_and_heads_train(hybrid) -> None:
     assert not shared & per_task[0] and not per_task[0] & per_task[1]
     assert all(".lora_" in n or n.endswith("bias") for n in shared)
     layers = model.backbone.config.num_hidden_layers
-    assert sum(isinstance(m, TaskAdapters) for m in model.backbone.modules()) == layers  # Pfeiffer: after the FFN
+    # Pfeiffer: after the FFN
+    assert sum(isinstance(m, TaskAdapters) for m in model.backbone.modules()) == layers
 
 
 def test_each_task_runs_through_its_own_adapter_only(hybrid) -> None:
@@ -93,7 +97,8 @@ def test_each_task_runs_through_its_own_adapter_only(hybrid) -> None:
                 p.add_(0.5)
     after = _outputs(model, batch)
     assert not torch.allclose(before["sst2"], after["sst2"])
-    assert torch.equal(before["conll2003"], after["conll2003"]) and torch.equal(before["squad"], after["squad"])
+    assert (torch.equal(before["conll2003"], after["conll2003"])
+            and torch.equal(before["squad"], after["squad"]))
 
 
 def test_gradients_reach_only_the_batch_tasks_adapter(hybrid) -> None:
@@ -153,8 +158,8 @@ def test_error_lines(hybrid, tmp_path) -> None:
     tokenizer, model = hybrid
     save_parts(model, tmp_path)
     small = build_hybrid(_tiny()[1], ["sst2"], "hybrid")
-    with pytest.raises(ValueError, match=r"^the part in .* is for task 'squad', which this model does not have; "
-                                         r"it has: sst2$"):
+    with pytest.raises(ValueError, match=r"^the part in .* is for task 'squad', "
+                                         r"which this model does not have; it has: sst2$"):
         load_task_part(small, tmp_path / "tasks" / "squad")
     other = load_backbone("tiny-random-bert", verbose=False)[1]
     with torch.no_grad():
@@ -167,14 +172,16 @@ def test_error_lines(hybrid, tmp_path) -> None:
     _perturb(retrained)
     with torch.no_grad():
         next(iter(retrained.shared_parameters().values())).add_(1.0)
-    with pytest.raises(ValueError, match=r"^the sst2 part was trained with shared delta [0-9a-f]{16}, but this "
-                                         r"model has [0-9a-f]{16}; load the shared delta it was trained with$"):
+    with pytest.raises(ValueError, match=r"^the sst2 part was trained with shared delta [0-9a-f]{16}, "
+                                         r"but this model has [0-9a-f]{16}; "
+                                         r"load the shared delta it was trained with$"):
         load_task_part(retrained, tmp_path / "tasks" / "sst2")
     with pytest.raises(ValueError, match=r"^the parts in .* were trained on backbone .*, not on "):
         load_parts(tmp_path, backbone=other)
     with pytest.raises(ValueError, match=r"^no saved part for task\(s\) ner in "):
         load_parts(tmp_path, tasks=["ner"], backbone=_tiny()[1])
-    with pytest.raises(ValueError, match=r"^unknown task adapter 'lora'; allowed: pfeiffer, adapter or None$"):
+    with pytest.raises(ValueError,
+                       match=r"^unknown task adapter 'lora'; allowed: pfeiffer, adapter or None$"):
         HybridDesign("hybrid", "lora")
     with pytest.raises(ValueError, match=r"^unknown design 'x'; allowed: hybrid, shared, adapters"):
         build_hybrid(_tiny()[1], TASKS, "x")
@@ -185,7 +192,8 @@ def test_serving_switches_tasks_per_request(hybrid) -> None:
     label, p = run_request(model, tokenizer, "sst2", "a wonderful film")
     assert label in ("negative", "positive") and 0 <= p <= 1
     assert isinstance(run_request(model, tokenizer, "conll2003", "John lives in Paris"), list)
-    text, prob = run_request(model, tokenizer, "squad", {"question": "Where?", "context": "He lives in Paris."})
+    text, prob = run_request(model, tokenizer, "squad",
+                             {"question": "Where?", "context": "He lives in Paris."})
     assert isinstance(text, str) and 0 <= prob <= 1
     view = model.for_task("sst2")
     batch = _batch(tokenizer)
@@ -201,12 +209,14 @@ def test_joint_training_learns_and_trains_each_tasks_adapter() -> None:
     raw = {t: load_samples(t)["train"].select(range(12)) for t in TASKS}
     feats = task.tokenize(raw, tokenizer, {"sst2": 48, "conll2003": 48, "squad": 96})
     model = build_hybrid(backbone, task, "hybrid")
-    start = {n: p.detach().clone() for t in TASKS for n, p in model.task_parameters(t).items() if ".adapters." in n}
+    start = {n: p.detach().clone() for t in TASKS for n, p in model.task_parameters(t).items()
+             if ".adapters." in n}
     result = train(model, task, feats, None, None, tokenizer,
                    TrainConfig(lr=5e-3, epochs=3, batch_size=4, progress=False))
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     for t in TASKS:
-        moved = [n for n, p in model.task_parameters(t).items() if ".adapters." in n and not torch.equal(p, start[n])]
+        moved = [n for n, p in model.task_parameters(t).items()
+                 if ".adapters." in n and not torch.equal(p, start[n])]
         assert moved, t
 
 
@@ -215,8 +225,9 @@ def test_command_line_writes_parts_that_load_and_answer(tmp_path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HFT_PROFILE": "smoke", "OMP_NUM_THREADS": "1"}
     env.pop("HFT_DATA_DIR", None)
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "hft_lessons", "multitask", "--tasks", "sst2,conll2003,squad",
-                           "--method", "hybrid", "--task-adapter", "pfeiffer", "--output-dir", str(out),
+    proc = subprocess.run([sys.executable, "-m", "hft_lessons", "multitask",
+                           "--tasks", "sst2,conll2003,squad", "--method", "hybrid",
+                           "--task-adapter", "pfeiffer", "--output-dir", str(out),
                            "--no-progress", "--max-train", "8", "--max-eval", "4"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -227,12 +238,14 @@ def test_command_line_writes_parts_that_load_and_answer(tmp_path) -> None:
     _, model = load_parts(out / "model", backbone=backbone)
     assert run_request(model, tokenizer, "sst2", "fine")[0] in ("negative", "positive")
     ask = [sys.executable, "-m", "hft_lessons.multitask_hybrid", str(out / "model")]
-    proc = subprocess.run(ask + ["--task", "squad", "--question", "Where?", "--context", "He lives in Paris."],
+    proc = subprocess.run(ask + ["--task", "squad", "--question", "Where?",
+                                 "--context", "He lives in Paris."],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     reply = json.loads(proc.stdout.strip().splitlines()[-1])
     assert reply["task"] == "squad" and isinstance(reply["answer"][0], str)
-    proc = subprocess.run(ask + ["--task", "ner", "--text", "x"], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(ask + ["--task", "ner", "--text", "x"],
+                          capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: no saved part for task(s) ner in {str(out / 'model')!r}; it has: conll2003, squad, sst2"]
