@@ -1,5 +1,6 @@
 """Committed notebooks are executed once, top to bottom, cleanly; the book's table of contents is sound."""
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -86,3 +87,13 @@ def test_readme_links_every_notebook_to_colab():
 def test_no_real_dataset_committed():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert not [f for f in tracked if f.endswith((".arrow", ".parquet", ".safetensors", ".bin"))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_nbval_markers_are_cell_tags_not_comments_a_reader_sees(path):
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("nbval_tags", ROOT / "tools" / "nbval_tags.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.markers_left(nbformat.read(path, as_version=4)) == 0, f"run tools/nbval_tags.py {path.name}"
