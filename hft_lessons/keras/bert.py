@@ -1,7 +1,7 @@
 """A BERT encoder in Keras 3 layers (TensorFlow backend), LoRA and BitFit in Keras, training with model.fit.
 
 The layer names follow the Hugging Face checkpoint (``query``, ``key``, ``value``, ``attention_output``,
-``ffn_up``, ``ffn_down``, as in ``hft_lessons.methods.ALL_LINEARS``), so ``load_bert_weights`` copies a
+``ffn_up``, ``ffn_down``, as in ``hft_lessons.delta.ROLES``), so ``load_bert_weights`` copies a
 ``model.safetensors`` file tensor by tensor: a Keras ``Dense`` kernel is ``[in, out]``, torch's transposed.
 """
 
@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras import ops
 from safetensors import safe_open
 
-from ..methods import ALL_LINEARS
+from ..delta import ROLES
 
 __all__ = ["KerasBertEncoder", "LoraDense", "SequenceClassifier", "LayerDecayAdamW", "WarmupLinearDecay",
            "BatchSequence", "apply_hybrid", "from_pretrained", "load_bert_weights", "count_weights",
@@ -245,11 +245,11 @@ class SequenceClassifier(keras.Model):
 
 
 def apply_hybrid(encoder: KerasBertEncoder, r: int = 8, alpha: float = 16.0,
-                 target_modules: Sequence[str] = ALL_LINEARS) -> KerasBertEncoder:
+                 target_modules: Sequence[str] = ROLES) -> KerasBertEncoder:
     """LoRA on ``target_modules`` of every layer + BitFit: kernels, embeddings, LayerNorm scales frozen."""
-    unknown = set(target_modules) - set(ALL_LINEARS)
+    unknown = set(target_modules) - set(ROLES)
     if unknown:
-        raise ValueError(f"unknown target modules {sorted(unknown)}; allowed: {', '.join(ALL_LINEARS)}")
+        raise ValueError(f"unknown target modules {sorted(unknown)}; allowed: {', '.join(ROLES)}")
     encoder.build_all()
     for v in encoder.weights:  # BitFit: only biases (Dense bias, LayerNorm beta) keep training
         v.trainable = v.name in ("bias", "beta")
