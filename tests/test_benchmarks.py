@@ -30,6 +30,7 @@ def test_trainer_speed_rejects_a_bad_repeat_count():
     assert "--repeats 0: give a positive number of runs" in out.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # ~19 s on 2 idle cores
 def test_bare_loop_trains_exactly_what_the_course_trainer_trains():
     """The benchmark's `bare` runner is a fair measure of the least a trainer must do only if it does the
     course trainer's training, step for step."""
