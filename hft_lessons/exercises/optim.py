@@ -1,6 +1,4 @@
-"""Checkers for the chapters' coding exercises: each runs the learner's function against a reference and
-prints one line, ``right`` or ``wrong: <what differs>`` (never the answer), and returns whether it was
-right."""
+"""Checker for chapter 4's exercise: SGD with momentum, against ``torch.optim.SGD``."""
 
 from __future__ import annotations
 
@@ -10,11 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _verdict(problem: str | None) -> bool:
-    """Print ``right`` when there is no problem, else ``wrong: <problem>``; return whether it was right."""
-    print("right" if problem is None else f"wrong: {problem}")
-    return problem is None
+from .base import verdict
 
 
 def _momentum_problem(fn: Callable, lr: float, momentum: float, atol: float) -> str | None:
@@ -59,4 +53,4 @@ def _momentum_problem(fn: Callable, lr: float, momentum: float, atol: float) -> 
 def check_sgd_momentum(fn: Callable, lr: float = 0.5, momentum: float = 0.9, atol: float = 1e-6) -> bool:
     """Check ``fn(W, b, X, y, lr, momentum, buffers) -> (W, b, buffers)`` against SGD with momentum, 2 steps.
     """
-    return _verdict(_momentum_problem(fn, lr, momentum, atol))
+    return verdict(_momentum_problem(fn, lr, momentum, atol))
