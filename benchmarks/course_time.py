@@ -4,7 +4,9 @@
     python benchmarks/course_time.py --profile smoke --chapters 01 04 --out /tmp/times.csv
 
 Each notebook runs top to bottom in its own kernel (``nbconvert``'s ExecutePreprocessor), in memory, so the
-stored outputs are never touched. The chapters run in reading order, one after the other, in one environment:
+stored outputs are never touched, unless ``--write-back`` is given: then each chapter that ran without an
+error is saved in place and cleaned by ``tools/clean_notebooks.py`` (how CONTRIBUTING.md says to store
+outputs). The chapters run in reading order, one after the other, in one environment:
 whatever a chapter leaves behind for later chapters (a run cache, downloaded data) is used, as on a learner's
 machine. The results file (CSV) names this script, the command, the machine and the profile in its header
 lines; the table is also printed. Run it on an otherwise idle machine: times from a loaded machine are wrong.
@@ -25,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def chapters(selected: list[str] | None) -> list[Path]:
+def chapters(selected: list[str] | None, folder: Path = NOTEBOOKS) -> list[Path]:
     """The chapter notebooks in file order, or only those whose number prefix is in ``selected``."""
-    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if not selected:
         return found
     picked = [p for p in found if p.name[:2] in selected]
@@ -39,8 +41,8 @@ def chapters(selected: list[str] | None) -> list[Path]:
     return picked
 
 
-def run_chapter(path: Path, timeout: int) -> tuple[float, str]:
-    """Execute one notebook in a fresh kernel; return (seconds, 'ok' or the error)."""
+def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[float, str]:
+    """Execute one notebook in a fresh kernel; return (seconds, 'ok' or the error); save it if asked."""
     import nbformat  # the heavy imports wait until the arguments are known (startup speed)
     from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
@@ -54,7 +56,16 @@ def run_chapter(path: Path, timeout: int) -> tuple[float, str]:
         status = "error: " + str(err).strip().splitlines()[-1][:200]
     except TimeoutError:
         status = f"error: a cell ran over {timeout} s"
-    return time.perf_counter() - start, status
+    seconds = time.perf_counter() - start
+    if write_back and status == "ok":
+        nbformat.write(nb, path)
+        sys.path.insert(0, str(ROOT / "tools"))
+        from clean_notebooks import clean
+
+        problems = clean(path)
+        if problems:
+            status = "error: " + problems[0][:200]
+    return seconds, status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,12 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, help="CSV to write (default: benchmarks/results/course_time_<profile>.csv)"
     )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
+    parser.add_argument("--write-back", action="store_true",
+                        help="save each executed chapter in place (cleaned): the stored outputs")
     args = parser.parse_args(argv)
     os.environ["HFT_PROFILE"] = args.profile
     out = args.out or ROOT / "benchmarks" / "results" / f"course_time_{args.profile}.csv"
     rows = []
-    for path in chapters(args.chapters):
-        seconds, status = run_chapter(path, args.timeout)
+    for path in chapters(args.chapters, args.notebooks):
+        seconds, status = run_chapter(path, args.timeout, args.write_back)
         rows.append((path.stem, round(seconds, 1), status))
         print(f"{path.stem:45s} {seconds / 60:6.1f} min  {status}", flush=True)
     total = sum(r[1] for r in rows)

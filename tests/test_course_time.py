@@ -1,6 +1,8 @@
 """benchmarks/course_time.py executes chapters in fresh kernels and writes the time table it prints."""
 
 import csv
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +31,23 @@ def test_course_time_names_the_chapters_it_does_not_have(tmp_path):
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("no chapter numbered 98; have 00, 01,")
+
+
+def test_write_back_stores_the_executed_chapter_cleaned(tmp_path):
+    shutil.copy(SCRIPT.parents[1] / "notebooks" / "00_how_to_use_this_book.ipynb", tmp_path)
+    stored = tmp_path / "00_how_to_use_this_book.ipynb"
+    before = json.loads(stored.read_text())
+    for cell in before["cells"]:
+        cell.pop("outputs", None) if cell["cell_type"] == "code" else None
+    stored.write_text(json.dumps(before))
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--profile", "smoke", "--notebooks", str(tmp_path), "--write-back",
+         "--out", str(tmp_path / "times.csv")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = json.loads(stored.read_text())
+    code = [c for c in after["cells"] if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+    assert any(c["outputs"] for c in code)
+    assert set(after["metadata"]) <= {"kernelspec", "language_info", "colab", "accelerator"}

@@ -32,6 +32,7 @@ OUTLINE = [
             "notebooks/07_hybrid_finetuning",
             "notebooks/12_three_implementations",
             "notebooks/08_multitask",
+            "notebooks/13_multitask_hybrid",
         ],
     ),
     (
