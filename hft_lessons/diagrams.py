@@ -1,8 +1,9 @@
 """The course's diagrams of structure, drawn with matplotlib so that they stay consistent and editable.
 
-Each ``draw_<name>(ax=None)`` returns the figure; in a notebook ``draw_<name>();`` shows it. The figures are at
-most 7 inches wide (the book's column) with text of at least 9 points; ``tools/make_figures.py`` writes them to
-``book/figures/<name>.svg``. Coordinates are in inches, so sizes on the page are sizes in the code.
+Each ``draw_<name>(ax=None)`` returns the figure; in a notebook ``draw_<name>();`` shows it. The figures
+are at most 7 inches wide (the book's column) with text of at least 9 points; ``tools/make_figures.py``
+writes them to ``book/figures/<name>.svg``. Coordinates are in inches, so sizes on the page are sizes
+in the code.
 """
 
 from __future__ import annotations
@@ -226,8 +227,8 @@ def draw_pipeline(ax: Axes | None = None) -> Figure:
     w, h, y = 1.8, 1.75, 0.2
     stages = [
         (0.1, "1. pre-train", "raw text, no labels\nmasked-language\nmodelling\nall weights train", FROZEN),
-        (2.6, "2. fine-tune", "a labelled task\nfull: all weights\ndelta: a small $\\delta$,\nbackbone frozen",
-         TRAINED),
+        (2.6, "2. fine-tune",
+         "a labelled task\nfull: all weights\ndelta: a small $\\delta$,\nbackbone frozen", TRAINED),
         (5.1, "3. infer", "new inputs\n$\\theta_0 + \\delta$ + head\n(LoRA merged)\nno gradients", NEUTRAL),
     ]
     for x, title, body, face in stages:
@@ -246,7 +247,7 @@ TASK_SIZES = {"SST-2": 67_349, "CoNLL-2003": 14_041, "SQuAD": 87_599}
 
 
 def draw_multitask(ax: Axes | None = None) -> Figure:
-    """Multi-task training: a sampler picks each batch's task; a shared backbone and delta, one head per task."""
+    """Multi-task training: a sampler picks each batch's task; shared backbone and delta, a head per task."""
     ax = _canvas(ax, 7.0, 4.4)
     tasks = list(TASK_SIZES)
     ys = [3.3, 2.05, 0.8]
@@ -257,8 +258,9 @@ def draw_multitask(ax: Axes | None = None) -> Figure:
     # the sampler, with the probabilities it gives
     _box(ax, 1.55, 0.25, 2.2, 3.85, face="white")
     _text(ax, 2.65, 3.83, "sampler", size=10, weight="bold")
-    _text(ax, 2.65, 3.47, "one task per batch,\n$p_i \\propto n_i^{1/T}$")
-    strategies = [("proportional", 1.0, "$T$=1"), ("temperature", 2.0, "$T$=2"), ("round_robin", 2.0, "$T$=∞")]
+    _text(ax, 2.65, 3.47, "one task per batch,\n$p_i \\propto n_i^{1/\\tau}$")
+    strategies = [("proportional", 1.0, "$\\tau$=1"), ("temperature", 2.0, "$\\tau$=2"),
+                  ("round_robin", 2.0, "$\\tau$=∞")]
     bar_w, base, height = 0.13, 0.75, 2.0
     for k, (strategy, temperature, label) in enumerate(strategies):
         probs = sampling_probabilities(list(TASK_SIZES.values()), strategy, temperature)
@@ -277,7 +279,7 @@ def draw_multitask(ax: Axes | None = None) -> Figure:
     _box(ax, 4.05, 0.7, 1.25, 3.2, face=FROZEN)
     _text(ax, 4.67, 2.75, "shared\nencoder\n$\\theta_0$\n(frozen)")
     _box(ax, 4.2, 0.9, 0.95, 0.9, "shared\n$\\delta$\n(trained)", face=TRAINED, edge=METHOD_COLOURS["lora"])
-    for task, y, head in zip(tasks, ys, heads, strict=True):
+    for y, head in zip(ys, heads, strict=True):
         _arrow(ax, (5.3, 2.3), (5.5, y + 0.27))
         _box(ax, 5.5, y, 1.42, 0.55, head, face=TRAINED)
     _text(ax, 6.21, 4.15, "one head per task", size=FONT_SIZE)
@@ -369,7 +371,7 @@ def text_problems(fig: Figure) -> list[str]:
     renderer = fig.canvas.get_renderer()
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     boxes = [Text.get_window_extent(t, renderer) for t in texts]  # an annotation's text, not its arrow
-    problems = [f"{t.get_text()!r} is {t.get_fontsize()} pt, below {FONT_SIZE}"
+    problems = [f"{t.get_text()!r} is {t.get_fontsize():g} pt, below {FONT_SIZE}"
                 for t in texts if t.get_fontsize() < FONT_SIZE]
     problems += [f"{t.get_text()!r} sticks out of the figure" for t, b in zip(texts, boxes, strict=True)
                  if not (b.x0 >= fig.bbox.x0 and b.y0 >= fig.bbox.y0 and b.x1 <= fig.bbox.x1

@@ -1,5 +1,6 @@
-"""Write the course's diagrams (hft_lessons.diagrams.FIGURES) to book/figures/<name>.svg, byte-identical on
-every run; ``--check`` only reports which committed files differ from a fresh render (exit status 1 if any)."""
+"""Write the course's diagrams (hft_lessons.diagrams.FIGURES) to book/figures/<name>.svg, byte-identical
+on every run; ``--check`` only reports which committed files differ from a fresh render (exit status 1
+if any)."""
 
 from __future__ import annotations
 
