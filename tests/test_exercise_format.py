@@ -20,7 +20,7 @@ CHAPTERS = ["04_finetuning"]
 # (chapter, check) pairs that fail on this branch, each run as a strict xfail: as soon as the chapter is
 # fixed the test XPASSes, fails, and the entry must be removed. Empty it at merge time.
 # Chapter 4's prose solutions (exercises 3-5) are still {admonition} Solution fences here.
-KNOWN_GAPS = {("04_finetuning", "prose_solutions")}
+KNOWN_GAPS: set[tuple[str, str]] = set()
 
 SOLUTION_TITLE = "#@title Solution"
 SOLUTION_TAGS = {"hide-input", "nbval-check-output"}
