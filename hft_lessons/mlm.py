@@ -201,8 +201,11 @@ def train_mlm(
     seed: int = 0,
     device: torch.device | str = "cpu",
     log_every: int = 20,
+    mlm_probability: float = 0.15,
 ) -> list[float]:
     """A short MLM pre-training run (AdamW, linear warm-up and decay); returns the loss of every step."""
+    if not 0.0 < mlm_probability < 1.0:
+        raise ValueError(f"mlm_probability must be between 0 and 1 (exclusive), got {mlm_probability}")
     generator = torch.Generator().manual_seed(seed)
     steps = epochs * math.ceil(len(chunks) / batch_size)
     steps = min(steps, max_steps) if max_steps else steps
@@ -218,7 +221,7 @@ def train_mlm(
     while len(losses) < steps:
         for ids, attn in _batches(chunks, batch_size, tokenizer.pad_token_id, generator):
             inputs, labels = mask_tokens(
-                ids, tokenizer.mask_token_id, len(tokenizer), specials, generator=generator
+                ids, tokenizer.mask_token_id, len(tokenizer), specials, mlm_probability, generator
             )
             if (labels == IGNORE_INDEX).all():
                 continue

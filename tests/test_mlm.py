@@ -1,5 +1,6 @@
 """MLM: 80/10/10 masking statistics, the loss equals cross-entropy, a short run lowers the loss."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from transformers import BertConfig
@@ -99,3 +100,9 @@ def test_short_training_run_lowers_the_mlm_loss():
     losses = train_mlm(model, chunks, _ToyTokenizer(), epochs=8, batch_size=32, lr=3e-3, log_every=0)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.4, (first, last)
+
+
+def test_train_mlm_refuses_a_masking_rate_outside_0_1():
+    model = BertForMLM.from_config(_tiny_config())
+    with pytest.raises(ValueError, match="mlm_probability must be between 0 and 1"):
+        train_mlm(model, [[2, 5, 6, 3]], _ToyTokenizer(), mlm_probability=1.5, log_every=0)
