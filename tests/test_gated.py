@@ -175,3 +175,25 @@ def test_recipe_and_plot_from_values() -> None:
     assert [c.method for c in get_recipe("unipelt").configs()] == ["unipelt"]
     fig = delta.plot_gates({"lora.query": [0.2, 0.7], "prefix": [0.5, 0.9]})
     assert fig.axes[0].get_images()[0].get_array().shape == (2, 2)
+
+
+def test_unipelt_benchmark_rebuilds_the_old_recipe_and_todays() -> None:
+    """benchmarks/unipelt_sst2.py's ``recipe`` variant is the recipe before the study (so its results stay
+    reproducible) and its ``all_linears_decay`` variant is today's ``unipelt`` recipe on SST-2."""
+    import importlib.util
+    from pathlib import Path
+
+    from hft_lessons.methods import get_recipe
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "unipelt_sst2.py"
+    spec = importlib.util.spec_from_file_location("unipelt_sst2", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    old = bench.variant_recipe("recipe")
+    assert old.configs() == [delta.UniPELTConfig(r=8, alpha=16, lora_modules=("query", "value"),
+                                                 num_virtual_tokens=10)]
+    assert (old.lr, old.layer_decay) == (1e-3, None)
+    new, today = bench.variant_recipe("all_linears_decay"), get_recipe("unipelt", "sst2")
+    assert new.configs() == today.configs() and today.configs()[0].lora_modules == delta.ROLES
+    rates = (today.lr, today.layer_decay, today.head_lr)
+    assert (new.lr, new.layer_decay, new.head_lr) == rates == (2e-3, 0.9, None)
