@@ -73,7 +73,8 @@ def test_a_straightforward_binning_agrees_with_scikit_learn(capsys):
 def test_keeping_empty_bins_is_wrong(capsys):
     assert check_calibration_curve(lambda p, g, n: _binned(p, g, n, keep_empty=True)) is False
     line = _only_line(capsys)
-    assert line.startswith("wrong: case 3 (7 sentences, 10 bins): expected 5 values (one per non-empty bin)"), line
+    assert line.startswith("wrong: case 3 (7 sentences, 10 bins): expected 5 values"), line
+    assert "(one per non-empty bin)" in line
 
 
 def test_rounding_to_the_nearest_bin_is_wrong(capsys):

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
 from .base import attempt, verdict
 
 
 def _cases() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-    """(P(positive), gold labels, number of bins): an over-confident model, a calibrated one, few sentences."""
+    """(P(positive), gold, bins): an over-confident model, a calibrated one, few sentences with empty bins."""
     g = torch.Generator().manual_seed(0)
     p = torch.rand(400, generator=g, dtype=torch.float64)
     sharp = torch.sigmoid(6 * (p - 0.5))  # over-confident: most probabilities near 0 or 1

@@ -44,5 +44,6 @@ def _temperature_problem(fn: Callable, atol: float) -> str | None:
 
 
 def check_temperature_sampling(fn: Callable, atol: float = 1e-9) -> bool:
-    """Check ``fn(sizes, T) -> [p_1, ..., p_K]`` against ``sampling_probabilities(sizes, "temperature", T)``."""
+    """Check ``fn(sizes, T) -> [p_1, ..., p_K]`` against ``sampling_probabilities(sizes, "temperature", T)``.
+    """
     return verdict(_temperature_problem(fn, atol))
