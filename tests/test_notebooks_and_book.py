@@ -41,8 +41,7 @@ def test_notebook_follows_the_chapter_pattern(path):
     setup = "".join(code[0]["source"])
     assert "google.colab" in setup and "setup(" in setup, "the first code cell is the standard setup cell"
     text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
-    assert "## Summary" in text and "## Exercises" in text
-    assert ":class: dropdown" in text or "<details>" in text, "solutions are hidden"
+    assert "## Summary" in text and "## Exercises" in text and ":class: dropdown" in text
     assert set(nb["metadata"]) <= {"kernelspec", "language_info", "colab", "accelerator"}, "clean metadata"
 
 
