@@ -203,7 +203,6 @@ def test_serving_switches_tasks_per_request(hybrid) -> None:
         assert torch.equal(view(**batch), model(**batch, task="sst2"))
 
 
-@pytest.mark.slow  # 95 s of CPU time (2 threads) in a loaded run: well over 20 s on 2 idle cores
 def test_joint_training_learns_and_trains_each_tasks_adapter() -> None:
     tokenizer, backbone = _tiny()
     task = MultiTask(list(TASKS), "round_robin")
