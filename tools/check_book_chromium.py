@@ -266,7 +266,8 @@ INSPECT = r"""
 (async () => {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const ready = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
-  for (let i = 0; i < 150 && !ready(); i++) await sleep(100);
+  const hasMath = !!document.querySelector(".math");
+  for (let i = 0; hasMath && i < 150 && !ready(); i++) await sleep(100);
   if (ready()) await MathJax.startup.promise;
   await sleep(200);
   const main = document.querySelector("main") || document.body;
