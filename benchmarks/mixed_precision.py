@@ -31,13 +31,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-from torch import nn
-from transformers import BertConfig, BertModel
-
-from hft_lessons.backbone import packaged_minilm_path
-from hft_lessons.profiles import PROFILES
-from hft_lessons.runtime import pick_device, seed_everything, synchronize
+from hft_lessons.profiles import PROFILES  # no torch: the options are checked before torch loads
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 MODELS = ("minilm", "bert-base")
@@ -55,6 +49,81 @@ COLUMNS = (
     "device",
 )
 RESULTS = Path(__file__).resolve().parent / "results" / "mixed_precision.csv"
+
+
+def _shapes(text: str | None, profile: str) -> list[tuple[int, int]]:
+    if text is None:
+        tasks = PROFILES[profile].tasks.values()
+        return sorted({(t.batch_size, t.max_length) for t in tasks}, key=lambda s: s[0] * s[1])
+    shapes = []
+    for part in text.split(","):
+        try:
+            batch, length = (int(x) for x in part.lower().split("x"))
+        except ValueError:
+            raise SystemExit(
+                f"--shapes {text!r}: give BATCHxLENGTH pairs separated by commas, e.g. 32x128,12x384"
+            ) from None
+        if batch < 1 or length < 2:
+            raise SystemExit(f"--shapes {text!r}: batch must be >= 1 and length >= 2")
+        shapes.append((batch, length))
+    return shapes
+
+
+def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise SystemExit(f"{option} {text!r}: allowed: {', '.join(allowed)} (comma-separated)")
+    return names
+
+
+def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str], list[str], list[tuple[int, int]]]:
+    """The options, the models, the precisions and the shapes; a bad option exits with one line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
+    parser.add_argument(
+        "--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32, bf16, fp16"
+    )
+    parser.add_argument(
+        "--profile",
+        default="gpu",
+        choices=tuple(PROFILES),
+        help="whose batch sizes and sequence lengths to time (default: gpu)",
+    )
+    parser.add_argument("--shapes", default=None, help="BATCHxLENGTH,... instead of the profile's shapes")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the course's choice)")
+    parser.add_argument("--out", default=str(RESULTS), help="the CSV to write")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="also fine-tune MiniLM on SST-2 per precision"
+    )
+    parser.add_argument(
+        "--acc-method", default="full", help="the method of the accuracy runs (default: full)"
+    )
+    parser.add_argument("--acc-train", type=int, default=4000, help="SST-2 training sentences per run")
+    parser.add_argument("--acc-eval", type=int, default=872, help="SST-2 validation sentences")
+    parser.add_argument("--acc-epochs", type=int, default=1)
+    args = parser.parse_args(argv[1:])
+    models = _names(args.models, MODELS, "--models")
+    precisions = _names(args.precisions, PRECISIONS, "--precisions")
+    shapes = _shapes(args.shapes, args.profile)
+    if args.repeats < 1 or args.warmup < 0:
+        raise SystemExit(
+            f"--repeats {args.repeats} --warmup {args.warmup}: give repeats >= 1 and warmup >= 0"
+        )
+    return args, models, precisions, shapes
+
+
+if __name__ == "__main__":  # check the options before torch loads (~4 s on 2 cores): a bad one fails at once
+    parse_options(sys.argv)
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from transformers import BertConfig, BertModel  # noqa: E402
+
+from hft_lessons.backbone import packaged_minilm_path  # noqa: E402
+from hft_lessons.runtime import pick_device, seed_everything, synchronize  # noqa: E402
 
 
 def model_config(name: str) -> BertConfig:
@@ -228,32 +297,6 @@ def add_speedups(rows: list[dict[str, object]]) -> None:
         r["speedup_vs_fp32"] = round(float(ref) / float(r["ms_per_step"]), 3) if ref else ""
 
 
-def _shapes(text: str | None, profile: str) -> list[tuple[int, int]]:
-    if text is None:
-        tasks = PROFILES[profile].tasks.values()
-        return sorted({(t.batch_size, t.max_length) for t in tasks}, key=lambda s: s[0] * s[1])
-    shapes = []
-    for part in text.split(","):
-        try:
-            batch, length = (int(x) for x in part.lower().split("x"))
-        except ValueError:
-            raise SystemExit(
-                f"--shapes {text!r}: give BATCHxLENGTH pairs separated by commas, e.g. 32x128,12x384"
-            ) from None
-        if batch < 1 or length < 2:
-            raise SystemExit(f"--shapes {text!r}: batch must be >= 1 and length >= 2")
-        shapes.append((batch, length))
-    return shapes
-
-
-def _names(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in allowed]
-    if bad or not names:
-        raise SystemExit(f"{option} {text!r}: allowed: {', '.join(allowed)} (comma-separated)")
-    return names
-
-
 def header(argv: list[str], device: torch.device) -> str:
     """The CSV's first line: the script, the command, when, and on what."""
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
@@ -288,39 +331,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, time (and train) every model and precision, write the CSV, print a table."""
     argv = sys.argv if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
-    parser.add_argument(
-        "--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32, bf16, fp16"
-    )
-    parser.add_argument(
-        "--profile",
-        default="gpu",
-        choices=tuple(PROFILES),
-        help="whose batch sizes and sequence lengths to time (default: gpu)",
-    )
-    parser.add_argument("--shapes", default=None, help="BATCHxLENGTH,... instead of the profile's shapes")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the course's choice)")
-    parser.add_argument("--out", default=str(RESULTS), help="the CSV to write")
-    parser.add_argument(
-        "--accuracy", action="store_true", help="also fine-tune MiniLM on SST-2 per precision"
-    )
-    parser.add_argument(
-        "--acc-method", default="full", help="the method of the accuracy runs (default: full)"
-    )
-    parser.add_argument("--acc-train", type=int, default=4000, help="SST-2 training sentences per run")
-    parser.add_argument("--acc-eval", type=int, default=872, help="SST-2 validation sentences")
-    parser.add_argument("--acc-epochs", type=int, default=1)
-    args = parser.parse_args(argv[1:])
-    models = _names(args.models, MODELS, "--models")
-    precisions = _names(args.precisions, PRECISIONS, "--precisions")
-    shapes = _shapes(args.shapes, args.profile)
-    if args.repeats < 1 or args.warmup < 0:
-        raise SystemExit(
-            f"--repeats {args.repeats} --warmup {args.warmup}: give repeats >= 1 and warmup >= 0"
-        )
+    args, models, precisions, shapes = parse_options(argv)
     device = pick_device(args.device)
     args.device_obj = device
     if device.type == "cuda" and "bf16" in precisions and not torch.cuda.is_bf16_supported():
