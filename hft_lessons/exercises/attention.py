@@ -21,8 +21,8 @@ def _causal_problem(fn: Callable, atol: float) -> str | None:
         return problem
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     problem = close_to("the output", out, ref, atol)
-    if problem is None:
-        return None
+    if problem is None or out.shape != ref.shape:
+        return problem
     if close_to("", out, F.scaled_dot_product_attention(q, k, v), atol) is None:
         return problem + "; it equals attention with no mask at all: is the mask applied?"
     rows = (out - ref).abs().amax(dim=(0, 1, 3)) > atol  # which query positions differ
