@@ -13,14 +13,11 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ALL_CHAPTERS = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))  # notebooks/drafts/ is not a chapter
 
-# The chapters these tests cover. Only chapter 4 is converted to the format so far; the lead sets this to
-# ALL_CHAPTERS at merge time, when every chapter has been converted.
-CHAPTERS = ["03_pretraining", "04_finetuning", "05_task_adapters", "06_delta_tuning", "07_hybrid_finetuning",
-            "08_multitask", "09_sentiment_analysis"]
+# The chapters covered: all but chapter 11, whose exercises wait on its cpu re-execution (issue 22).
+CHAPTERS = [c for c in ALL_CHAPTERS if c != "11_question_answering"]
 
-# (chapter, check) pairs that fail on this branch, each run as a strict xfail: as soon as the chapter is
-# fixed the test XPASSes, fails, and the entry must be removed. Empty it at merge time.
-# Chapter 4's prose solutions (exercises 3-5) are still {admonition} Solution fences here.
+# (chapter, check) pairs known to fail, each run as a strict xfail: as soon as the chapter is fixed the test
+# XPASSes, fails, and the entry must be removed.
 KNOWN_GAPS: set[tuple[str, str]] = set()
 
 SOLUTION_TITLE = "#@title Solution"
