@@ -5,6 +5,8 @@ from pathlib import Path
 import nbformat
 import torch
 import torch.nn.functional as F
+from exercise_helpers import code_cell
+from exercise_helpers import only_line as _only_line
 from torch import nn
 
 from hft_lessons.exercises import check_sgd_momentum
@@ -14,10 +16,7 @@ CHAPTER_4 = Path(__file__).resolve().parents[1] / "notebooks" / "04_finetuning.i
 
 def _cell(marker: str) -> nbformat.NotebookNode:
     """The one code cell of chapter 4 whose source contains ``marker``."""
-    cells = [c for c in nbformat.read(CHAPTER_4, as_version=4).cells
-             if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"expected one code cell with {marker!r}, found {len(cells)}"
-    return cells[0]
+    return code_cell(CHAPTER_4.name, marker)
 
 
 def _run(source: str) -> dict:
@@ -25,12 +24,6 @@ def _run(source: str) -> dict:
     namespace = {"torch": torch, "F": F, "nn": nn, "check_sgd_momentum": check_sgd_momentum}
     exec(compile(source, "chapter 4 cell", "exec"), namespace)
     return namespace
-
-
-def _only_line(capsys) -> str:
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_the_hidden_solution_is_right(capsys):

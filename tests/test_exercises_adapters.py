@@ -5,6 +5,8 @@ from pathlib import Path
 
 import nbformat
 import torch
+from exercise_helpers import code_cell
+from exercise_helpers import only_line as _only_line
 
 from hft_lessons.exercises.adapters import check_bottleneck
 
@@ -13,10 +15,7 @@ CHAPTER_5 = Path(__file__).resolve().parents[1] / "notebooks" / "05_task_adapter
 
 def _cell(marker: str) -> nbformat.NotebookNode:
     """The one code cell of chapter 5 whose source contains ``marker``."""
-    cells = [c for c in nbformat.read(CHAPTER_5, as_version=4).cells
-             if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"expected one code cell with {marker!r}, found {len(cells)}"
-    return cells[0]
+    return code_cell(CHAPTER_5.name, marker)
 
 
 def _run(source: str) -> dict:
@@ -24,12 +23,6 @@ def _run(source: str) -> dict:
     namespace = {"torch": torch, "check_bottleneck": check_bottleneck}
     exec(compile(source, "chapter 5 cell", "exec"), namespace)
     return namespace
-
-
-def _only_line(capsys) -> str:
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_the_hidden_solution_is_right(capsys):

@@ -6,6 +6,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from exercise_helpers import only_line as _only_line
 from torch import nn
 
 from hft_lessons.exercises.attention import check_causal_attention, check_pre_ln_layer
@@ -32,12 +33,6 @@ def _run(source: str, check) -> dict:
                  "scaled_dot_product_attention": scaled_dot_product_attention}
     exec(compile(source, "notebook cell", "exec"), namespace)
     return namespace
-
-
-def _only_line(capsys) -> str:
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 @pytest.mark.parametrize(("path", "name", "check"), CASES, ids=["chapter1", "chapter2"])

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import nbformat
 import torch
+from exercise_helpers import code_cell
+from exercise_helpers import only_line as _only_line
 
 from hft_lessons.exercises.gating import check_gated_lora
 
@@ -12,10 +14,7 @@ CHAPTER_7 = Path(__file__).resolve().parents[1] / "notebooks" / "07_hybrid_finet
 
 def _cell(marker: str) -> nbformat.NotebookNode:
     """The one code cell of chapter 7 whose source contains ``marker``."""
-    cells = [c for c in nbformat.read(CHAPTER_7, as_version=4).cells
-             if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"expected one code cell with {marker!r}, found {len(cells)}"
-    return cells[0]
+    return code_cell(CHAPTER_7.name, marker)
 
 
 def _run(source: str) -> dict:
@@ -23,12 +22,6 @@ def _run(source: str) -> dict:
     namespace = {"torch": torch, "check_gated_lora": check_gated_lora}
     exec(compile(source, "chapter 7 cell", "exec"), namespace)
     return namespace
-
-
-def _only_line(capsys) -> str:
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_the_hidden_solution_is_right(capsys):

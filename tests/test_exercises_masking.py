@@ -6,6 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from exercise_helpers import code_cell
+from exercise_helpers import only_line as _only_line
 
 from hft_lessons import mlm
 from hft_lessons.exercises.masking import check_whole_word_mask
@@ -15,10 +17,7 @@ CHAPTER_3 = Path(__file__).resolve().parents[1] / "notebooks" / "03_pretraining.
 
 def _cell(marker: str) -> nbformat.NotebookNode:
     """The one code cell of chapter 3 whose source contains ``marker``."""
-    cells = [c for c in nbformat.read(CHAPTER_3, as_version=4).cells
-             if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"expected one code cell with {marker!r}, found {len(cells)}"
-    return cells[0]
+    return code_cell(CHAPTER_3.name, marker)
 
 
 def _run(source: str) -> dict:
@@ -26,12 +25,6 @@ def _run(source: str) -> dict:
     namespace = {"torch": torch, "check_whole_word_mask": check_whole_word_mask}
     exec(compile(source, "chapter 3 cell", "exec"), namespace)
     return namespace
-
-
-def _only_line(capsys) -> str:
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def _solution(capsys):

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import nbformat
 import torch
+from exercise_helpers import code_cell
+from exercise_helpers import only_line as _only_line
 
 from hft_lessons.exercises.pooling import check_mean_pool
 
@@ -12,22 +14,13 @@ CHAPTER_0 = Path(__file__).resolve().parents[1] / "notebooks" / "00_how_to_use_t
 
 def _cell(marker: str) -> nbformat.NotebookNode:
     """The one code cell of chapter 0 whose source contains ``marker``."""
-    cells = [c for c in nbformat.read(CHAPTER_0, as_version=4).cells
-             if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"expected one code cell with {marker!r}, found {len(cells)}"
-    return cells[0]
+    return code_cell(CHAPTER_0.name, marker)
 
 
 def _run(source: str) -> dict:
     namespace = {"torch": torch, "check_mean_pool": check_mean_pool}
     exec(compile(source, "chapter 0 cell", "exec"), namespace)
     return namespace
-
-
-def _only_line(capsys) -> str:
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_the_hidden_solution_is_right(capsys):

@@ -4,6 +4,8 @@ scaffold and plausible wrong answers."""
 from pathlib import Path
 
 import nbformat
+from exercise_helpers import code_cell
+from exercise_helpers import only_line as _only_line
 
 from hft_lessons.exercises.sampling import check_temperature_sampling
 
@@ -12,10 +14,7 @@ CHAPTER_8 = Path(__file__).resolve().parents[1] / "notebooks" / "08_multitask.ip
 
 def _cell(marker: str) -> nbformat.NotebookNode:
     """The one code cell of chapter 8 whose source contains ``marker``."""
-    cells = [c for c in nbformat.read(CHAPTER_8, as_version=4).cells
-             if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"expected one code cell with {marker!r}, found {len(cells)}"
-    return cells[0]
+    return code_cell(CHAPTER_8.name, marker)
 
 
 def _run(source: str) -> dict:
@@ -23,12 +22,6 @@ def _run(source: str) -> dict:
     namespace = {"check_temperature_sampling": check_temperature_sampling}
     exec(compile(source, "chapter 8 cell", "exec"), namespace)
     return namespace
-
-
-def _only_line(capsys) -> str:
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_the_hidden_solution_is_right(capsys):
