@@ -1,14 +1,16 @@
-"""Chapter 13's comparison over seeds: the jointly trained hybrid, chapter 8's shared-delta model,
+"""Chapter 10's comparison over seeds: the jointly trained hybrid, chapter 9's shared-delta model,
 single-task hybrids.
 
     HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/multitask_hybrid_seeds.py --seeds 0,1,2
 
-Every run is the command line as a reader would type it (``python -m hft_lessons multitask ...``, the ``cpu``
-profile's budgets), in its own process:
+Every run is the command line as a reader would type it (``python -m hft_lessons multitask ...``), in its
+own process, on chapter 9's budgets (``BUDGET``: 1,500 / 1,000 / 400 training examples of SST-2 /
+CoNLL-2003 / SQuAD, 500 / 500 / 200 for evaluation, 2 epochs, the ``cpu`` profile's backbone and recipes).
+``--budget profile`` uses the profile's own budgets instead (one joint run: about 20 minutes on 2 cores).
 
 - ``joint_hybrid``: ``--tasks sst2,conll2003,squad --method hybrid --task-adapter pfeiffer`` (a shared LoRA +
   BitFit delta, a Pfeiffer adapter and a head per task);
-- ``joint_shared``: ``--tasks sst2,conll2003,squad --method hybrid`` (chapter 8's model: the shared delta,
+- ``joint_shared``: ``--tasks sst2,conll2003,squad --method hybrid`` (chapter 9's model: the shared delta,
   heads per task);
 - ``single_<task>``: ``--tasks <task> --method hybrid --task-adapter pfeiffer`` (the same design on one task,
   with that task's own epochs and batch size).
@@ -37,8 +39,13 @@ DESIGNS = {
 }
 
 
+# chapter 9's budgets (notebooks/09_multitask.ipynb: CPU_TRAIN_CAP, CPU_EVAL_CAP, 2 epochs)
+BUDGET = ["--max-train", "sst2=1500,conll2003=1000,squad=400",
+          "--max-eval", "sst2=500,conll2003=500,squad=200", "--epochs", "2"]
+
+
 def stored(model_dir: Path) -> dict[str, int]:
-    """Numbers stored by a run: the parts of a hybrid, or chapter 8's single delta file (delta + heads)."""
+    """Numbers stored by a run: the parts of a hybrid, or chapter 9's single delta file (delta + heads)."""
     from safetensors.torch import load_file
 
     from hft_lessons.multitask_hybrid import stored_parameters
@@ -67,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     parser.add_argument("--designs", default=",".join(DESIGNS), help=f"a subset of: {', '.join(DESIGNS)}")
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--budget", default="chapter", choices=("chapter", "profile"),
+                        help="chapter 9's budgets (default) or the profile's own")
     parser.add_argument(
         "--results", default=str(ROOT / "benchmarks" / "results" / "multitask_hybrid_seeds.jsonl")
     )
@@ -89,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 command = [sys.executable, "-m", "hft_lessons", "multitask", "--method", "hybrid",
-                           *DESIGNS[design], "--profile", args.profile, "--seed", str(seed),
+                           *DESIGNS[design], *(BUDGET if args.budget == "chapter" else []),
+                           "--profile", args.profile, "--seed", str(seed),
                            "--output-dir", tmp, "--no-progress"]
                 print(f"[{design} seed {seed}]", " ".join(command[1:]), flush=True)
                 proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)

@@ -9,10 +9,11 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .profiles import TASK_NAMES  # a light module: no torch before the arguments are parsed
+from .profiles import TASK_NAMES, check_task_names  # a light module: no torch before the arguments are parsed
 
 __all__ = ["main", "build_parser", "run_finetune", "load_raw", "make_output_dir", "make_train_config",
            "cost_metrics", "finish_run", "run_multitask", "prepare_output", "prepare_run",
@@ -77,7 +78,36 @@ def _unit_fraction(text: str) -> float:
     return value
 
 
-def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...]) -> None:
+def _task_list(text: str) -> str:
+    """``--tasks`` checked here, before torch loads, so that a typo fails in a fraction of a second."""
+    try:
+        check_task_names(text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _count_per_task(text: str) -> int | dict[str, int]:
+    """``N`` (every task) or ``task=N,task=N`` (those tasks; the others keep the profile's number)."""
+    if "=" not in text:
+        return _positive_int(text)
+    counts: dict[str, int] = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() not in TASK_NAMES:
+            raise argparse.ArgumentTypeError(f"unknown task {name.strip()!r} in {text!r}; "
+                                             f"valid tasks: {', '.join(TASK_NAMES)}")
+        counts[name.strip()] = _positive_int(value.strip())
+    return counts
+
+
+def _per_task(value: int | dict[str, int] | None, name: str) -> int | None:
+    """The ``--max-train``/``--max-eval`` value that applies to task ``name`` (None: the profile's)."""
+    return value.get(name) if isinstance(value, dict) else value
+
+
+def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...],
+                counts: Callable[[str], int | dict[str, int]] | None = None) -> None:
     p.add_argument("--method", required=True, choices=methods,
                    help="what trains (default recipes per method)")
     p.add_argument("--model", default=None,
@@ -85,10 +115,11 @@ def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...]) -> None:
     p.add_argument("--data-dir", default=None, help="a folder of save_to_disk datasets, like HFT_DATA_DIR")
     p.add_argument("--profile", default=None, choices=("smoke", "cpu", "gpu"),
                    help="run size (default: automatic)")
-    p.add_argument("--max-train", type=_positive_int, default=None,
-                   help="training examples (default: profile)")
-    p.add_argument("--max-eval", type=_positive_int, default=None,
-                   help="evaluation examples (default: profile)")
+    per = " (N, or task=N,task=N for some tasks)" if counts is _count_per_task else ""
+    p.add_argument("--max-train", type=counts or _positive_int, default=None,
+                   help=f"training examples{per} (default: profile)")
+    p.add_argument("--max-eval", type=counts or _positive_int, default=None,
+                   help=f"evaluation examples{per} (default: profile)")
     p.add_argument("--epochs", type=_positive_int, default=None)
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--lr", type=_positive_float, default=None,
@@ -123,14 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--task", required=True, choices=TASK_NAMES)
     _add_common(ft, METHOD_CHOICES)
     mt = sub.add_parser("multitask", help="train several tasks jointly on one shared backbone")
-    mt.add_argument("--tasks", required=True, help=f"comma-separated subset of: {', '.join(TASK_NAMES)}")
+    mt.add_argument("--tasks", required=True, type=_task_list,
+                    help=f"comma-separated subset of: {', '.join(TASK_NAMES)}")
     mt.add_argument("--sampling", default="temperature",
                     choices=("proportional", "temperature", "round_robin"))
     mt.add_argument("--temperature", type=_positive_float, default=2.0, help="T of --sampling temperature")
     mt.add_argument("--task-adapter", default=None, choices=("pfeiffer", "adapter"),
                     help="the multi-task hybrid: --method is the shared delta (head: none), plus this "
                          "bottleneck per task; --output-dir gets model/shared and model/tasks/<task> apart")
-    _add_common(mt, METHOD_CHOICES)
+    _add_common(mt, METHOD_CHOICES, counts=_count_per_task)
     sub.add_parser("check", help="is this machine ready? versions, device, data, model, a smoke training")
     return parser
 
@@ -278,8 +310,8 @@ def load_raw(args: argparse.Namespace, name: str, settings: Any) -> tuple[Any, A
     ds = load_task(name, data_dir=args.data_dir)
     if args.eval_split not in ds:
         _fail(f"--eval-split {args.eval_split!r} is not in the {name} data; available: {', '.join(ds)}")
-    train_raw = subset(ds["train"], args.max_train or settings.max_train, args.seed)
-    eval_raw = subset(ds[args.eval_split], args.max_eval or settings.max_eval, args.seed)
+    train_raw = subset(ds["train"], _per_task(args.max_train, name) or settings.max_train, args.seed)
+    eval_raw = subset(ds[args.eval_split], _per_task(args.max_eval, name) or settings.max_eval, args.seed)
     return train_raw, eval_raw
 
 

@@ -242,7 +242,7 @@ def draw_pipeline(ax: Axes | None = None) -> Figure:
     return ax.figure
 
 
-# The official training-split sizes of the course's three tasks (book/07_tools.md, tests/test_data.py).
+# The official training-split sizes of the course's three tasks (book/tools.md, tests/test_data.py).
 TASK_SIZES = {"SST-2": 67_349, "CoNLL-2003": 14_041, "SQuAD": 87_599}
 
 

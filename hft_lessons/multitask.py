@@ -22,8 +22,9 @@ from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
 from .evaluation import evaluate
+from .profiles import check_task_names
 from .sampler import LengthGroupedBatchSampler
-from .tasks import TASK_NAMES, get_task
+from .tasks import get_task
 from .tasks.base import Task, TaskModel, encode
 
 __all__ = [
@@ -250,14 +251,12 @@ class MultiTask(Task):
     def __init__(self, tasks: Sequence[str | Task], sampling: str = "proportional",
                  temperature: float = 2.0) -> None:
         if isinstance(tasks, str):
-            tasks = [t for t in tasks.split(",") if t.strip()]
-        if not tasks:
-            raise ValueError(f"no tasks given; choose one or more of: {', '.join(TASK_NAMES)}")
+            tasks = tasks.split(",")
+        tasks = [t for t in tasks if not isinstance(t, str) or t.strip()]
+        check_task_names([t if isinstance(t, str) else t.name for t in tasks], known=None)
         _check_strategy(sampling, temperature)
         self.tasks: list[Task] = [get_task(t.strip()) if isinstance(t, str) else t for t in tasks]
         self.names = tuple(t.name for t in self.tasks)
-        if len(set(self.names)) != len(self.names):
-            raise ValueError(f"each task may be listed once, got {', '.join(self.names)}")
         self.sampling, self.temperature = sampling, float(temperature)
         self.name = "+".join(self.names)
         self.metric = "average"

@@ -8,9 +8,23 @@ from typing import Any
 
 from .devices import uses_cuda
 
-__all__ = ["TaskSettings", "Profile", "PROFILES", "PROFILE_NAMES", "TASK_NAMES", "get_profile"]
+__all__ = ["TaskSettings", "Profile", "PROFILES", "PROFILE_NAMES", "TASK_NAMES", "check_task_names",
+           "get_profile"]
 
 TASK_NAMES = ("sst2", "conll2003", "squad")
+
+
+def check_task_names(names: list[str], known: tuple[str, ...] | None = TASK_NAMES) -> list[str]:
+    """``names`` stripped, if one or more, each listed once and in ``known``; else a one-line error."""
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise ValueError(f"no tasks given; choose one or more of: {', '.join(TASK_NAMES)}")
+    unknown = [n for n in names if known is not None and n not in known]
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r}; valid tasks: {', '.join(known or ())}")
+    if len(set(names)) < len(names):
+        raise ValueError(f"each task may be listed once, got {', '.join(names)}")
+    return names
 PROFILE_NAMES = ("smoke", "cpu", "gpu")
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +9,32 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "course_time.py"
 
 
+def _tiny_chapter(folder: Path) -> Path:
+    """A two-cell chapter, ``00_tiny.ipynb``, with the editor metadata a write-back must drop."""
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": "import os\nprint('profile:', os.environ.get('HFT_PROFILE'))"}
+    note = {"cell_type": "markdown", "metadata": {}, "source": "# 0. Tiny"}
+    nb = {"cells": [note, cell, dict(cell, source="print(6 * 7)")], "nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                       "vscode": {"interpreter": {"hash": "abc"}}, "widgets": {}}}
+    path = folder / "00_tiny.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
 def test_course_time_runs_a_chapter_and_writes_its_row(tmp_path):
+    _tiny_chapter(tmp_path)
     out = tmp_path / "times.csv"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--profile", "smoke", "--chapters", "00", "--out", str(out)],
+        [sys.executable, str(SCRIPT), "--profile", "smoke", "--notebooks", str(tmp_path), "--chapters", "00",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = out.read_text().splitlines()
     assert lines[0] == "# written by benchmarks/course_time.py --profile smoke --chapters 00"
     rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
-    assert [r["chapter"] for r in rows] == ["00_how_to_use_this_book", "total"]
+    assert [r["chapter"] for r in rows] == ["00_tiny", "total"]
     assert rows[0]["status"] == "ok" and float(rows[0]["seconds"]) > 0
     assert float(rows[1]["seconds"]) == float(rows[0]["seconds"])
 
@@ -34,12 +48,7 @@ def test_course_time_names_the_chapters_it_does_not_have(tmp_path):
 
 
 def test_write_back_stores_the_executed_chapter_cleaned(tmp_path):
-    shutil.copy(SCRIPT.parents[1] / "notebooks" / "00_how_to_use_this_book.ipynb", tmp_path)
-    stored = tmp_path / "00_how_to_use_this_book.ipynb"
-    before = json.loads(stored.read_text())
-    for cell in before["cells"]:
-        cell.pop("outputs", None) if cell["cell_type"] == "code" else None
-    stored.write_text(json.dumps(before))
+    stored = _tiny_chapter(tmp_path)
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--profile", "smoke", "--notebooks", str(tmp_path), "--write-back",
          "--out", str(tmp_path / "times.csv")],
@@ -49,5 +58,5 @@ def test_write_back_stores_the_executed_chapter_cleaned(tmp_path):
     after = json.loads(stored.read_text())
     code = [c for c in after["cells"] if c["cell_type"] == "code"]
     assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
-    assert any(c["outputs"] for c in code)
+    assert ["".join(c["outputs"][0]["text"]) for c in code] == ["profile: smoke\n", "42\n"]
     assert set(after["metadata"]) <= {"kernelspec", "language_info", "colab", "accelerator"}

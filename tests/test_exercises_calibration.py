@@ -1,4 +1,4 @@
-"""Chapter 9's coding exercise: the reliability-curve checker (against scikit-learn) accepts the hidden
+"""Chapter 11's coding exercise: the reliability-curve checker (against scikit-learn) accepts the hidden
 solution and rejects the scaffold and plausible wrong answers."""
 
 from pathlib import Path
@@ -10,18 +10,18 @@ from exercise_helpers import only_line as _only_line
 
 from hft_lessons.exercises.calibration import check_calibration_curve
 
-CHAPTER_9 = Path(__file__).resolve().parents[1] / "notebooks" / "09_sentiment_analysis.ipynb"
+CHAPTER_9 = Path(__file__).resolve().parents[1] / "notebooks" / "11_sentiment_analysis.ipynb"
 
 
 def _cell(marker: str) -> nbformat.NotebookNode:
-    """The one code cell of chapter 9 whose source contains ``marker``."""
+    """The one code cell of chapter 11 whose source contains ``marker``."""
     return code_cell(CHAPTER_9.name, marker)
 
 
 def _run(source: str) -> dict:
     """Exec a notebook cell's source with the names the chapter has defined by then."""
     namespace = {"torch": torch, "check_calibration_curve": check_calibration_curve}
-    exec(compile(source, "chapter 9 cell", "exec"), namespace)
+    exec(compile(source, "chapter 11 cell", "exec"), namespace)
     return namespace
 
 

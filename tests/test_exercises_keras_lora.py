@@ -1,4 +1,4 @@
-"""Chapter 12's coding exercise: a peft LoRA layer in the Keras LoraDense layout, checked against peft."""
+"""Chapter 8's coding exercise: a peft LoRA layer in the Keras LoraDense layout, checked against peft."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from exercise_helpers import SOLUTION_TITLE, assert_hidden, code_cell, only_line
 
 from hft_lessons.exercises.keras_lora import check_peft_to_keras, keras_lora_output, peft_probe
 
-CHAPTER = "12_three_implementations.ipynb"
+CHAPTER = "08_three_implementations.ipynb"
 
 
 def _solution(capsys):

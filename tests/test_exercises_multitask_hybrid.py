@@ -1,4 +1,4 @@
-"""Chapter 13's exercise: the hidden solution passes the checker; the scaffold and wrong counts do not."""
+"""Chapter 10's exercise: the hidden solution passes the checker; the scaffold and wrong counts do not."""
 
 from pathlib import Path
 
@@ -7,11 +7,11 @@ import nbformat
 from hft_lessons.exercises.multitask_hybrid import check_added_parameters
 from hft_lessons.multitask_hybrid import TaskAdapters
 
-CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "drafts" / "13_multitask_hybrid.ipynb"
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "drafts" / "10_multitask_hybrid.ipynb"
 
 
 def _cell(marker: str) -> nbformat.NotebookNode:
-    """The one code cell of chapter 13 whose source contains ``marker``."""
+    """The one code cell of chapter 10 whose source contains ``marker``."""
     cells = [c for c in nbformat.read(CHAPTER, as_version=4).cells
              if c.cell_type == "code" and marker in c.source and "def added_parameters" in c.source]
     assert len(cells) == 1, f"expected one code cell with {marker!r}, found {len(cells)}"
@@ -20,7 +20,7 @@ def _cell(marker: str) -> nbformat.NotebookNode:
 
 def _run(source: str) -> dict:
     namespace = {"check_added_parameters": check_added_parameters, "TaskAdapters": TaskAdapters}
-    exec(compile(source, "chapter 13 cell", "exec"), namespace)
+    exec(compile(source, "chapter 10 cell", "exec"), namespace)
     return namespace
 
 

@@ -1,10 +1,10 @@
-"""Chapter 10's exercises: the BIO-decoding checker and the executed seqeval strict-mode answer."""
+"""Chapter 12's exercises: the BIO-decoding checker and the executed seqeval strict-mode answer."""
 
 from exercise_helpers import SOLUTION_TITLE, assert_hidden, code_cell, only_line, run_cell
 
 from hft_lessons.exercises.ner import check_bio_entities
 
-CHAPTER = "10_named_entity_recognition.ipynb"
+CHAPTER = "12_named_entity_recognition.ipynb"
 
 
 def test_the_hidden_solution_is_right(capsys):

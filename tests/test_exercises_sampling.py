@@ -1,4 +1,4 @@
-"""Chapter 8's coding exercise: the temperature-sampling checker accepts the hidden solution and rejects the
+"""Chapter 9's coding exercise: the temperature-sampling checker accepts the hidden solution and rejects the
 scaffold and plausible wrong answers."""
 
 from pathlib import Path
@@ -9,18 +9,18 @@ from exercise_helpers import only_line as _only_line
 
 from hft_lessons.exercises.sampling import check_temperature_sampling
 
-CHAPTER_8 = Path(__file__).resolve().parents[1] / "notebooks" / "08_multitask.ipynb"
+CHAPTER_8 = Path(__file__).resolve().parents[1] / "notebooks" / "09_multitask.ipynb"
 
 
 def _cell(marker: str) -> nbformat.NotebookNode:
-    """The one code cell of chapter 8 whose source contains ``marker``."""
+    """The one code cell of chapter 9 whose source contains ``marker``."""
     return code_cell(CHAPTER_8.name, marker)
 
 
 def _run(source: str) -> dict:
     """Exec a notebook cell's source with the checker imported, as the chapter's checker cell does."""
     namespace = {"check_temperature_sampling": check_temperature_sampling}
-    exec(compile(source, "chapter 8 cell", "exec"), namespace)
+    exec(compile(source, "chapter 9 cell", "exec"), namespace)
     return namespace
 
 

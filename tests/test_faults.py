@@ -4,6 +4,7 @@ tmp_path."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 import warnings
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -34,11 +36,25 @@ BASE = ["--profile", "smoke", "--no-progress", "--max-train", "32", "--max-eval"
 SST2 = ["finetune", "--task", "sst2", *BASE]
 
 
-def run(
-    args: list[str], env: dict[str, str] | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess:
+def run_process(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m hft_lessons args`` in a fresh process, for what only a process shows (start-up time)."""
     return subprocess.run([sys.executable, "-m", "hft_lessons", *args], capture_output=True, text=True,
-                          env=env or ENV, timeout=timeout)
+                          env=ENV, timeout=timeout)
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    """The command run in this process (torch is loaded once), with ENV; its exit status and both streams."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, redirect_stdout(out), redirect_stderr(err):
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        mp.delenv("HFT_DATA_DIR", raising=False)
+        mp.setattr(cli, "_CREATED", [], raising=False)
+        try:
+            code = main(args)
+        except SystemExit as exit_info:
+            code = exit_info.code if isinstance(exit_info.code, int) else 1
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -522,7 +538,7 @@ def test_13_answer_names_the_bad_argument(tiny_models, kwargs, message):
                                   ["multitask", "--tasks", "sst2", "--method", "lora", "--epochs", "0"]])
 def test_13_argument_errors_are_fast(argv):
     start = time.perf_counter()
-    proc = run(argv, timeout=60)
+    proc = run_process(argv, timeout=60)
     elapsed = time.perf_counter() - start
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert elapsed < 3, f"an argument error took {elapsed:.1f} s (heavy imports before parsing?)"

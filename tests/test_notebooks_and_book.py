@@ -72,6 +72,37 @@ def test_toc_lists_only_existing_files_and_every_notebook():
         assert nb.relative_to(ROOT).with_suffix("").as_posix() in listed, f"{nb.name} is not in _toc.yml"
 
 
+def _title(path: Path) -> str:
+    return "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"]).splitlines()[0]
+
+
+def test_chapters_are_numbered_in_reading_order():
+    files = list(_toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text())))
+    numbers = [int(m.group(1)) for f in files if (m := re.match(r"notebooks/(\d\d)_", f))]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), numbers
+    assert not [f for f in files if re.match(r"book/\d", f)], "prose parts carry no numbers"
+    for nb in NOTEBOOKS + sorted((ROOT / "notebooks" / "drafts").glob("*.ipynb")):
+        number = int(nb.name[:2])
+        if number:
+            assert _title(nb).startswith(f"# {number}. "), f"{nb.name}: title {_title(nb)!r}"
+
+
+# "chapter 6", "chapters 11 and 13", "chapters 5–9"; not "chapter 4, 72 s" (a list of times)
+CHAPTER_REF = re.compile(r"\b[Cc]hapters? (\d{1,2}(?:(?:, | and | or |–)\d{1,2}(?!\d)(?! ?(?:s\b|%|min)))*)\b")
+
+
+def test_chapter_references_name_chapters_that_exist():
+    chapters = {int(p.name[:2]) for p in NOTEBOOKS + sorted((ROOT / "notebooks" / "drafts").glob("*.ipynb"))}
+    texts = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+             for p in [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]}
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        texts[nb.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    wrong = [f"{name}: {m.group(0)!r}" for name, text in texts.items() for m in CHAPTER_REF.finditer(text)
+             if any(int(n) not in chapters for n in re.findall(r"\d+", m.group(1)))]
+    assert not wrong, wrong
+
+
 def test_config_keeps_stored_outputs_and_colab():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off"

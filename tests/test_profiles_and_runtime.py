@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hft_lessons import devices, runtime
-from hft_lessons.profiles import PROFILE_NAMES, PROFILES, TASK_NAMES, get_profile
+from hft_lessons.profiles import PROFILE_NAMES, PROFILES, TASK_NAMES, check_task_names, get_profile
 
 
 def test_every_profile_has_every_task():
@@ -47,6 +47,22 @@ def test_unknown_profile_and_task_errors(monkeypatch):
         get_profile()
     with pytest.raises(ValueError, match=r"valid tasks: sst2, conll2003, squad"):
         PROFILES["cpu"].task("mnli")
+
+
+@pytest.mark.parametrize("names, line", [
+    ([" ", ""], "no tasks given; choose one or more of: sst2, conll2003, squad"),
+    (["sst2", "foo"], "unknown task 'foo'; valid tasks: sst2, conll2003, squad"),
+    (["sst2", " sst2"], "each task may be listed once, got sst2, sst2"),
+])
+def test_task_lists_are_checked_with_one_line(names, line):
+    with pytest.raises(ValueError) as err:
+        check_task_names(names)
+    assert str(err.value) == line
+
+
+def test_a_good_task_list_comes_back_stripped():
+    assert check_task_names([" squad", "sst2 ", ""]) == ["squad", "sst2"]
+    assert check_task_names(["mine"], known=None) == ["mine"]  # a custom task: only presence and repeats
 
 
 def test_seed_everything_repeats_python_numpy_torch():

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome", "chrome-headless-shell",
             "chromium-headless-shell", "headless_shell")
-SHOT_PAGES = ("book/intro", "book/04_maths", "notebooks/04_finetuning", "notebooks/06_delta_tuning")
+SHOT_PAGES = ("book/intro", "book/maths", "notebooks/04_finetuning", "notebooks/06_delta_tuning")
 NUMBERED = re.compile(r"^(\d+)_")
 LOCAL = ("file:", "data:", "blob:", "about:")
 NEEDED = ("Script", "Stylesheet", "Font", "XHR", "Fetch")  # what a page needs to work; an Image only shows

@@ -9,43 +9,45 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (part caption, [chapter files without extension]) in the order of the outline.
+# (part caption, [chapter files without extension]) in reading order. Parts follow the outline's sections but
+# carry no numbers, so that the only numbers a reader meets are the chapters' (the notebooks' file numbers).
 OUTLINE = [
     ("Start here", ["notebooks/00_how_to_use_this_book"]),
-    ("1. Background", ["book/01_background"]),
-    ("2. Core concepts", ["book/02_core_concepts", "notebooks/03_pretraining"]),
-    ("3. The algorithm", ["book/03_algorithm"]),
+    ("Background", ["book/background"]),
+    ("Core concepts", ["book/core_concepts"]),
+    ("The algorithm", ["book/algorithm"]),
     (
-        "4. The maths",
+        "The maths, built in code",
         [
-            "book/04_maths",
+            "book/maths",
             "notebooks/01_self_attention",
             "notebooks/02_multihead_attention_and_ffn",
+            "notebooks/03_pretraining",
             "notebooks/04_finetuning",
         ],
     ),
     (
-        "5. Code: adapters, delta tuning and hybrids",
+        "Code: adapters, delta tuning and hybrids",
         [
             "notebooks/05_task_adapters",
             "notebooks/06_delta_tuning",
             "notebooks/07_hybrid_finetuning",
-            "notebooks/12_three_implementations",
-            "notebooks/08_multitask",
-            "notebooks/13_multitask_hybrid",
+            "notebooks/08_three_implementations",
+            "notebooks/09_multitask",
+            "notebooks/10_multitask_hybrid",
         ],
     ),
     (
-        "6. Applications",
+        "Applications",
         [
-            "notebooks/09_sentiment_analysis",
-            "notebooks/10_named_entity_recognition",
-            "notebooks/11_question_answering",
+            "notebooks/11_sentiment_analysis",
+            "notebooks/12_named_entity_recognition",
+            "notebooks/13_question_answering",
         ],
     ),
-    ("7. Tools and resources", ["book/07_tools"]),
-    ("8. Trends", ["book/08_trends"]),
-    ("9. FAQ", ["book/09_faq"]),
+    ("Tools and resources", ["book/tools"]),
+    ("Trends", ["book/trends"]),
+    ("FAQ", ["book/faq"]),
     ("Appendix", ["book/workshop", "book/benchmarks", "book/glossary", "book/notation", "book/bibliography"]),
 ]
 
@@ -80,12 +82,17 @@ def notebook_title(path: Path) -> str:
     return first.lstrip("# ").strip()
 
 
+def bare_title(path: Path) -> str:
+    """A notebook's title without its leading chapter number ("6. Delta tuning" -> "Delta tuning")."""
+    return re.sub(r"^\d+\.\s+", "", notebook_title(path))
+
+
 def readme_table() -> str:
     """The README's chapter table: every notebook with its title and an Open-in-Colab badge."""
     rows = ["| # | chapter | open |", "|---|---|---|"]
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         number = int(nb.name.split("_")[0])
-        rows.append(f"| {number} | [{notebook_title(nb)}](notebooks/{nb.name}) | "
+        rows.append(f"| {number} | [{bare_title(nb)}](notebooks/{nb.name}) | "
                     f"[![Open In Colab]({BADGE})]({COLAB}/{nb.name}) |")
     return "\n".join(rows)
 

@@ -1,4 +1,4 @@
-"""Checker for chapter 9's exercise: a reliability (calibration) curve, against scikit-learn's
+"""Checker for chapter 11's exercise: a reliability (calibration) curve, against scikit-learn's
 (installed with seqeval, which the course requires)."""
 
 from __future__ import annotations

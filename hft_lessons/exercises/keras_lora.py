@@ -1,4 +1,4 @@
-"""Checker for chapter 12's exercise: a ``peft`` LoRA layer's weights laid out for the Keras ``LoraDense``."""
+"""Checker for chapter 8's exercise: a ``peft`` LoRA layer's weights laid out for the Keras ``LoraDense``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checker for chapter 13's exercise: the parameters one task adds to a multi-task hybrid."""
+"""Checker for chapter 10's exercise: the parameters one task adds to a multi-task hybrid."""
 
 from __future__ import annotations
 

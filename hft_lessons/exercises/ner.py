@@ -1,4 +1,4 @@
-"""Checker for chapter 10's exercise: BIO tags to entities, against ``seqeval`` (the conlleval convention)."""
+"""Checker for chapter 12's exercise: BIO tags to entities, against ``seqeval`` (the conlleval convention)."""
 
 from __future__ import annotations
 

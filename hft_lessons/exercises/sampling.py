@@ -1,4 +1,4 @@
-"""Checker for chapter 8's exercise: temperature-scaled task sampling, against ``hft_lessons.multitask``."""
+"""Checker for chapter 9's exercise: temperature-scaled task sampling, against ``hft_lessons.multitask``."""
 
 from __future__ import annotations
 
