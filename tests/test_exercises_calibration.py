@@ -10,12 +10,12 @@ from exercise_helpers import only_line as _only_line
 
 from hft_lessons.exercises.calibration import check_calibration_curve
 
-CHAPTER_9 = Path(__file__).resolve().parents[1] / "notebooks" / "11_sentiment_analysis.ipynb"
+CHAPTER_11 = Path(__file__).resolve().parents[1] / "notebooks" / "11_sentiment_analysis.ipynb"
 
 
 def _cell(marker: str) -> nbformat.NotebookNode:
     """The one code cell of chapter 11 whose source contains ``marker``."""
-    return code_cell(CHAPTER_9.name, marker)
+    return code_cell(CHAPTER_11.name, marker)
 
 
 def _run(source: str) -> dict:

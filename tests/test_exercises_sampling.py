@@ -9,12 +9,12 @@ from exercise_helpers import only_line as _only_line
 
 from hft_lessons.exercises.sampling import check_temperature_sampling
 
-CHAPTER_8 = Path(__file__).resolve().parents[1] / "notebooks" / "09_multitask.ipynb"
+CHAPTER_9 = Path(__file__).resolve().parents[1] / "notebooks" / "09_multitask.ipynb"
 
 
 def _cell(marker: str) -> nbformat.NotebookNode:
     """The one code cell of chapter 9 whose source contains ``marker``."""
-    return code_cell(CHAPTER_8.name, marker)
+    return code_cell(CHAPTER_9.name, marker)
 
 
 def _run(source: str) -> dict:

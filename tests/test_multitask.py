@@ -210,16 +210,42 @@ def run_cli(args: list[str]) -> subprocess.CompletedProcess:
 def test_cli_multitask_prints_and_writes_per_task_metrics(tmp_path) -> None:
     out = tmp_path / "mt"
     proc = run_cli(["multitask", "--tasks", "sst2,conll2003", "--method", "lora", "--profile", "smoke",
-                    "--max-train", "24", "--max-eval", "12", "--no-progress", "--output-dir", str(out)])
+                    "--max-train", "sst2=24,conll2003=16", "--max-eval", "12", "--no-progress",
+                    "--output-dir", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("sst2_accuracy", "conll2003_f1", "average", "trainable_params", "total_params",
                 "train_seconds", "train_examples_per_second", "peak_memory_mb"):
         assert key in last
     assert last["tasks"] == ["sst2", "conll2003"] and last["sampling"] == "temperature"
+    assert last["train_examples"] == {"sst2": 24, "conll2003": 16}  # per-task budgets
+    assert last["eval_examples"] == {"sst2": 12, "conll2003": 12}
     assert 0 < last["trainable_params"] < last["total_params"]
     assert json.loads((out / "metrics.json").read_text()) == last
     assert (out / "model" / "delta_config.json").exists()
+
+
+@pytest.mark.parametrize("value, parsed", [("40", 40),
+                                           ("squad=400, sst2=1500", {"squad": 400, "sst2": 1500})])
+def test_cli_budgets_are_one_number_or_one_per_task(value, parsed) -> None:
+    from hft_lessons.cli import build_parser
+
+    args = build_parser().parse_args(["multitask", "--tasks", "sst2,squad", "--method", "lora",
+                                      "--max-train", value])
+    assert args.max_train == parsed
+
+
+@pytest.mark.parametrize("value, line", [
+    ("sst5=3", "error: argument --max-train: unknown task 'sst5' in 'sst5=3'; "
+               "valid tasks: sst2, conll2003, squad"),
+    ("sst2=0", "error: argument --max-train: expected a positive integer, got '0'"),
+])
+def test_cli_bad_budget_is_one_line(value, line, capsys) -> None:
+    from hft_lessons.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["multitask", "--tasks", "sst2", "--method", "lora", "--max-train", value])
+    assert capsys.readouterr().err.strip() == line
 
 
 def test_cli_bad_task_is_one_line_and_leaves_no_output(tmp_path) -> None:

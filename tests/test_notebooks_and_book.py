@@ -88,7 +88,8 @@ def test_chapters_are_numbered_in_reading_order():
 
 
 # "chapter 6", "chapters 11 and 13", "chapters 5–9"; not "chapter 4, 72 s" (a list of times)
-CHAPTER_REF = re.compile(r"\b[Cc]hapters? (\d{1,2}(?:(?:, | and | or |–)\d{1,2}(?!\d)(?! ?(?:s\b|%|min)))*)\b")
+CHAPTER_REF = re.compile(r"\b[Cc]hapters? (\d{1,2}(?:(?:, | and | or |–)\d{1,2}(?!\d)(?! ?(?:s\b|%|min)))*)"
+                         r"\b")
 
 
 def test_chapter_references_name_chapters_that_exist():
