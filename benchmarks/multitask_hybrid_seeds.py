@@ -13,7 +13,10 @@ CoNLL-2003 / SQuAD, 500 / 500 / 200 for evaluation, 2 epochs, the ``cpu`` profil
 - ``joint_shared``: ``--tasks sst2,conll2003,squad --method hybrid`` (chapter 9's model: the shared delta,
   heads per task);
 - ``single_<task>``: ``--tasks <task> --method hybrid --task-adapter pfeiffer`` (the same design on one task,
-  with that task's own epochs and batch size).
+  with that task's own batch size and recipe);
+- ``single_sst2_batch16``, ``single_conll2003_decay``: a single-task run with the one setting the joint run
+  imposes on that task (SST-2: batches of 16; CoNLL-2003: SST-2's layer decay 0.9), to tell what costs
+  a point.
 
 Each finished run appends one JSON line (its metrics object, the parameters it stored, total and per part) to
 ``--results`` (default ``benchmarks/results/multitask_hybrid_seeds.jsonl``); a run already in the file (same
@@ -36,6 +39,10 @@ DESIGNS = {
     "joint_hybrid": ["--tasks", ",".join(TASKS), "--task-adapter", "pfeiffer"],
     "joint_shared": ["--tasks", ",".join(TASKS)],
     **{f"single_{t}": ["--tasks", t, "--task-adapter", "pfeiffer"] for t in TASKS},
+    # what the joint run changes for one task: SST-2 trains in batches of 16 (the smallest task batch),
+    # CoNLL-2003 with SST-2's layer decay 0.9 (the first task's recipe drives the joint run)
+    "single_sst2_batch16": ["--tasks", "sst2", "--task-adapter", "pfeiffer", "--batch-size", "16"],
+    "single_conll2003_decay": ["--tasks", "conll2003", "--task-adapter", "pfeiffer", "--layer-decay", "0.9"],
 }
 
 

@@ -7,7 +7,7 @@ import nbformat
 from hft_lessons.exercises.multitask_hybrid import check_added_parameters
 from hft_lessons.multitask_hybrid import TaskAdapters
 
-CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "drafts" / "10_multitask_hybrid.ipynb"
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "10_multitask_hybrid.ipynb"
 
 
 def _cell(marker: str) -> nbformat.NotebookNode:
