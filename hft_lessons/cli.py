@@ -90,7 +90,11 @@ def _task_list(text: str) -> str:
 def _count_per_task(text: str) -> int | dict[str, int]:
     """``N`` (every task) or ``task=N,task=N`` (those tasks; the others keep the profile's number)."""
     if "=" not in text:
-        return _positive_int(text)
+        try:
+            return _positive_int(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected a positive integer N or task=N pairs "
+                                             f"(sst2=1500,squad=400), got {text!r}") from None
     counts: dict[str, int] = {}
     for item in text.split(","):
         name, _, value = item.partition("=")

@@ -239,6 +239,8 @@ def test_cli_budgets_are_one_number_or_one_per_task(value, parsed) -> None:
     ("sst5=3", "error: argument --max-train: unknown task 'sst5' in 'sst5=3'; "
                "valid tasks: sst2, conll2003, squad"),
     ("sst2=0", "error: argument --max-train: expected a positive integer, got '0'"),
+    ("sst2", "error: argument --max-train: expected a positive integer N or task=N pairs "
+             "(sst2=1500,squad=400), got 'sst2'"),
 ])
 def test_cli_bad_budget_is_one_line(value, line, capsys) -> None:
     from hft_lessons.cli import build_parser

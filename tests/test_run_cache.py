@@ -7,11 +7,10 @@ import json
 import pytest
 import torch
 
+from conftest import tiny_sst2
 from hft_lessons import run_cache, training
 from hft_lessons.backbone import load_backbone
-from hft_lessons.data import load_samples
 from hft_lessons.methods import prepare_model
-from hft_lessons.tasks import get_task
 from hft_lessons.training import TrainConfig
 
 CONFIG = TrainConfig(lr=1e-3, epochs=1, batch_size=16, progress=False, seed=0)
@@ -19,12 +18,7 @@ CONFIG = TrainConfig(lr=1e-3, epochs=1, batch_size=16, progress=False, seed=0)
 
 @pytest.fixture(scope="module")
 def sst2():
-    task = get_task("sst2")
-    tok, _ = load_backbone("tiny-random-bert", verbose=False)
-    ds = load_samples("sst2")
-    train_f = task.tokenize(ds["train"].select(range(48)), tok, 64)
-    eval_raw = ds["validation"].select(range(32))
-    return task, tok, train_f, task.tokenize(eval_raw, tok, 64, train=False), eval_raw
+    return tiny_sst2(48, 32)
 
 
 def _model(task, method="lora", seed=0):

@@ -6,22 +6,16 @@ import time
 import pytest
 import torch
 
+from conftest import tiny_sst2
 from hft_lessons.backbone import load_backbone
-from hft_lessons.data import load_samples
 from hft_lessons.methods import prepare_model
-from hft_lessons.tasks import get_task
 from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, param_groups, train
 from hft_lessons.transformer import BertEncoder
 
 
 @pytest.fixture(scope="module")
 def sst2():
-    task = get_task("sst2")
-    tok, _ = load_backbone("tiny-random-bert", verbose=False)
-    ds = load_samples("sst2")
-    train_f = task.tokenize(ds["train"].select(range(96)), tok, 64)
-    eval_raw = ds["validation"]
-    return task, tok, train_f, task.tokenize(eval_raw, tok, 64, train=False), eval_raw
+    return tiny_sst2(96)
 
 
 def _model(task, method="lora"):
