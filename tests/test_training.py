@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from conftest import tiny_sst2
+from sst2_helpers import tiny_sst2
 from hft_lessons.backbone import load_backbone
 from hft_lessons.methods import prepare_model
 from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, param_groups, train
