@@ -6,9 +6,12 @@
 Each notebook runs top to bottom in its own kernel (``nbconvert``'s ExecutePreprocessor), in memory, so the
 stored outputs are never touched, unless ``--write-back`` is given: then each chapter that ran without an
 error is saved in place and cleaned by ``tools/clean_notebooks.py`` (how CONTRIBUTING.md says to store
-outputs). The chapters run in reading order, one after the other, in one environment:
-whatever a chapter leaves behind for later chapters (a run cache, downloaded data) is used, as on a learner's
-machine. The results file (CSV) names this script, the command, the machine and the profile in its header
+outputs). The chapters run in reading order, one after the other, in one environment.
+``--cache`` says which run cache (``hft_lessons.run_cache``) they use: ``in-order`` (the default) gives the
+whole course one new, empty cache, so a chapter reuses the runs of the chapters before it, as on a learner's
+machine that runs the course in order; ``cold`` gives every chapter its own empty cache (each chapter's time
+on its own); ``user`` uses the cache as it is (``HFT_RUN_CACHE`` or the user's cache folder). Progress bars are
+off (``HFT_PROGRESS=off``): stored outputs hold results, not bars. The results file (CSV) names this script, the command, the machine and the profile in its header
 lines; the table is also printed. Run it on an otherwise idle machine: times from a loaded machine are wrong.
 """
 
@@ -20,6 +23,7 @@ import datetime as dt
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,8 +45,18 @@ def chapters(selected: list[str] | None, folder: Path = NOTEBOOKS) -> list[Path]
     return picked
 
 
-def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[float, str]:
-    """Execute one notebook in a fresh kernel; return (seconds, 'ok' or the error); save it if asked."""
+REUSED = "[hft_lessons] run cache: reused"
+
+
+def reused_runs(nb) -> int:
+    """How many training runs an executed notebook loaded from the run cache (its one-line messages)."""
+    return sum(line.startswith(REUSED) for cell in nb.cells if cell.cell_type == "code"
+               for out in cell.get("outputs", []) if out.get("output_type") == "stream"
+               for line in out.get("text", "").splitlines())
+
+
+def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[float, str, int]:
+    """Execute one notebook in a fresh kernel: (seconds, 'ok' or the error, runs reused); save it if asked."""
     import nbformat  # the heavy imports wait until the arguments are known (startup speed)
     from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
@@ -57,6 +71,7 @@ def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[flo
     except TimeoutError:
         status = f"error: a cell ran over {timeout} s"
     seconds = time.perf_counter() - start
+    reused = reused_runs(nb)
     if write_back and status == "ok":
         nbformat.write(nb, path)
         sys.path.insert(0, str(ROOT / "tools"))
@@ -65,7 +80,7 @@ def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[flo
         problems = clean(path)
         if problems:
             status = "error: " + problems[0][:200]
-    return seconds, status
+    return seconds, status, reused
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,30 +91,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="CSV to write (default: benchmarks/results/course_time_<profile>.csv)"
     )
+    parser.add_argument("--cache", choices=["in-order", "cold", "user"], default="in-order",
+                        help="one new cache for the course (default), a new one per chapter, or the user's")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
     parser.add_argument("--write-back", action="store_true",
                         help="save each executed chapter in place (cleaned): the stored outputs")
     args = parser.parse_args(argv)
     os.environ["HFT_PROFILE"] = args.profile
+    os.environ["HFT_PROGRESS"] = "off"
+    scratch = Path(tempfile.mkdtemp(prefix="hft-course-time-"))
+    if args.cache == "in-order":
+        os.environ["HFT_RUN_CACHE"] = str(scratch / "course")
     out = args.out or ROOT / "benchmarks" / "results" / f"course_time_{args.profile}.csv"
     rows = []
     for path in chapters(args.chapters, args.notebooks):
-        seconds, status = run_chapter(path, args.timeout, args.write_back)
-        rows.append((path.stem, round(seconds, 1), status))
-        print(f"{path.stem:45s} {seconds / 60:6.1f} min  {status}", flush=True)
+        if args.cache == "cold":
+            os.environ["HFT_RUN_CACHE"] = str(scratch / path.stem)
+        seconds, status, reused = run_chapter(path, args.timeout, args.write_back)
+        rows.append((path.stem, round(seconds, 1), status, reused))
+        print(f"{path.stem:45s} {seconds / 60:6.1f} min  {status}  (runs reused: {reused})", flush=True)
     total = sum(r[1] for r in rows)
     print(f"{'total':45s} {total / 60:6.1f} min")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as f:
         f.write(f"# written by benchmarks/course_time.py --profile {args.profile}"
-                f"{' --chapters ' + ' '.join(args.chapters) if args.chapters else ''}\n")
+                f"{' --chapters ' + ' '.join(args.chapters) if args.chapters else ''} --cache {args.cache}\n")
         f.write(f"# {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
-                f"python {platform.python_version()}; cache: {os.environ.get('HFT_RUN_CACHE', 'default')}\n")
+                f"python {platform.python_version()}\n")
         writer = csv.writer(f)
-        writer.writerow(["chapter", "seconds", "status"])
+        writer.writerow(["chapter", "seconds", "status", "runs_reused"])
         writer.writerows(rows)
-        writer.writerow(["total", round(total, 1), "ok" if all(r[2] == "ok" for r in rows) else "errors"])
+        writer.writerow(["total", round(total, 1), "ok" if all(r[2] == "ok" for r in rows) else "errors",
+                         sum(r[3] for r in rows)])
     return 0 if all(r[2] == "ok" for r in rows) else 1
 
 

@@ -404,8 +404,8 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     from .backbone import load_backbone
     from .methods import prepare_model
     from .runtime import setup
+    from .run_cache import cached_train
     from .tasks import get_task
-    from .training import train
 
     env = setup(seed=args.seed, profile=args.profile)
     settings = env.profile.task(args.task)
@@ -421,7 +421,10 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
     model = prepare_model(task.build_model(backbone), args.method, args.task).to(env.device)
     output = make_output_dir(args, run)
     config = make_train_config(args, args.method, args.task, settings, output)
-    result = train(model, task, train_features, eval_features, eval_raw, tokenizer, config)
+    # the run cache (hft_lessons.run_cache): a run trained before, by this command or a chapter, is loaded;
+    # a run with --output always trains
+    result = cached_train(model, task, train_features, eval_features, eval_raw, tokenizer, config,
+                          label=f"{args.task}/{args.method}")
     metrics: dict[str, Any] = {
         **{k: round(v, 6) for k, v in result.metrics.items()},
         "task": args.task, "method": args.method, "profile": run["profile"],

@@ -8,7 +8,8 @@ with one line saying so; otherwise the model trains and the run is stored. An en
 trusted: it is trained again and replaced. Other code gives other keys, so its entries are never used.
 
 The cache lives in ``$XDG_CACHE_HOME/hft_lessons/runs`` (``~/.cache/hft_lessons/runs``). ``HFT_RUN_CACHE``
-moves it to another folder, or turns it off with ``off`` (also ``0``, ``no``, ``none``, ``false``).
+moves it to another folder, or turns it off with ``off`` (also ``0``, ``no``, ``none``, ``false``). A reused run
+prints the one line that says so, then the epoch lines the run printed when it trained.
 """
 
 from __future__ import annotations
@@ -29,21 +30,21 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from . import training
+from .runtime import switched_off
 from .tasks.base import Task
 
 __all__ = ["CACHE_ENV", "cache_dir", "source_hash", "run_key", "cached_train"]
 
 CACHE_ENV = "HFT_RUN_CACHE"
-_OFF = {"off", "0", "no", "none", "false"}
 _WEIGHTS, _RESULT = "weights.safetensors", "result.json"
 _NOT_IN_KEY = {"progress"}  # whether a bar is drawn changes nothing a run learns
 
 
 def cache_dir() -> Path | None:
     """The run cache's folder, or None when ``HFT_RUN_CACHE`` turns it off."""
-    value = os.environ.get(CACHE_ENV, "").strip()
-    if value.lower() in _OFF:
+    if switched_off(CACHE_ENV):
         return None
+    value = os.environ.get(CACHE_ENV, "").strip()
     if value:
         return Path(value).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -133,6 +134,14 @@ def _store(entry: Path, key: str, parts: dict[str, Any], model: nn.Module,
     tmp.rename(entry)
 
 
+def _replay(task: Task, result: training.TrainResult) -> None:
+    """Print the epoch lines the run printed when it trained, so that a reused run reads as a trained one."""
+    for row in result.history:
+        metrics = {k[5:]: v for k, v in row.items() if k.startswith("eval_")}
+        if metrics:
+            print(training.epoch_line(task, int(row["epoch"]), metrics), flush=True)
+
+
 def cached_train(model: nn.Module, task: Task, train_features: Dataset, eval_features: Dataset | None,
                  eval_raw: Dataset | Mapping[str, Dataset] | None, tokenizer: PreTrainedTokenizerBase,
                  config: training.TrainConfig | None = None, label: str = "") -> training.TrainResult:
@@ -149,6 +158,7 @@ def cached_train(model: nn.Module, task: Task, train_features: Dataset, eval_fea
         if result is not None:
             print(f"[hft_lessons] run cache: reused the trained run{name} ({key[:12]}; "
                   f"{CACHE_ENV}=off retrains)", flush=True)
+            _replay(task, result)
             return result
         print(f"[hft_lessons] run cache: entry {key[:12]} is damaged; training again",
               flush=True)

@@ -15,8 +15,16 @@ import torch
 from .devices import cpu_requested
 from .profiles import Profile, get_profile
 
-__all__ = ["quiet_libraries", "seed_everything", "seed_worker", "pick_device", "in_colab", "Setup", "setup",
+__all__ = ["OFF_VALUES", "switched_off", "quiet_libraries", "seed_everything", "seed_worker", "pick_device", "in_colab", "Setup", "setup",
            "synchronize", "best_time"]
+
+
+OFF_VALUES = ("off", "0", "no", "none", "false")  # what turns an HFT_* switch off
+
+
+def switched_off(variable: str) -> bool:
+    """True when the environment variable ``variable`` holds one of ``OFF_VALUES`` (any case)."""
+    return os.environ.get(variable, "").strip().lower() in OFF_VALUES
 
 
 def quiet_libraries() -> None:

@@ -37,15 +37,18 @@ from .delta.arch import detect, layers, split_task_model
 from .devices import cpu_requested, uses_cuda
 from .evaluation import evaluate, predict_rows
 from .precision import resolve_mixed_precision
-from .runtime import seed_everything
+from .runtime import seed_everything, switched_off
 from .sampler import LengthGroupedBatchSampler
 from .tasks.base import Task
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingPlugin", "LoopState", "LengthGroupedBatchSampler",
            "PeakMemory", "train", "evaluate", "predict_rows", "param_groups", "make_optimizer",
-           "make_scheduler", "own_weights", "SCHEDULES"]
+           "make_scheduler", "own_weights", "epoch_line", "progress_shown", "PROGRESS_ENV", "SCHEDULES"]
 
 SCHEDULES = ("linear", "cosine", "constant")
+# HFT_PROGRESS=off hides every progress bar: set when chapters are executed for the book (course_time, nbval),
+# so that stored outputs hold results, not bars; a learner running a chapter sees the bars
+PROGRESS_ENV = "HFT_PROGRESS"
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
@@ -297,6 +300,17 @@ class PeakMemory:
         return self.peak / 2**20
 
 
+def progress_shown(requested: bool) -> bool:
+    """Whether a run draws its progress bar: ``requested`` (``TrainConfig.progress``) and not HFT_PROGRESS=off."""
+    return requested and not switched_off(PROGRESS_ENV)
+
+
+def epoch_line(task: Task, epoch: int, metrics: dict[str, float]) -> str:
+    """The line printed after each epoch's evaluation: the task's chosen metrics."""
+    shown = task.printed_metrics(metrics)
+    return f"[hft_lessons] epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+
+
 def _rss_bytes() -> int:
     """The process's resident set size now (Linux /proc; elsewhere the lifetime peak)."""
     try:
@@ -397,7 +411,7 @@ def _run_epoch(run: _Run, state: LoopState, ckpt: checkpoint.Checkpointer | None
     if hasattr(batches, "set_epoch"):  # accelerate's loaders hand their own epoch count to the sampler
         batches.set_epoch(state.epoch)
     bar = tqdm(total=len(run.sampler), initial=skip, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-               disable=not (cfg.progress and accelerator.is_local_main_process), leave=False,
+               disable=not (progress_shown(cfg.progress) and accelerator.is_local_main_process), leave=False,
                file=sys.stdout, mininterval=1.0)
     state.loss_sum, state.loss_count = torch.zeros((), device=accelerator.device), 0
     t0 = time.perf_counter()
@@ -483,9 +497,7 @@ def _evaluate_epoch(run: _Run, state: LoopState) -> bool:
                             cfg.eval_batch_size, run.accelerator.device)
     state.history.append({"step": state.step, "epoch": state.epoch + 1,
                           **{f"eval_{k}": v for k, v in metrics.items()}})
-    shown = task.printed_metrics(metrics)
-    run.accelerator.print(f"[hft_lessons] epoch {state.epoch + 1}: " +
-                          ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    run.accelerator.print(epoch_line(task, state.epoch + 1, metrics))
     score = metrics[task.metric]
     if score > state.best:
         state.best, state.bad_epochs = score, 0

@@ -7,6 +7,12 @@ from transformers import BertModel
 from hft_lessons.backbone import tiny_bert_config
 
 
+@pytest.fixture(autouse=True)
+def _no_user_run_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read or fill the user's run cache (tests/test_run_cache.py points it at a folder)."""
+    monkeypatch.setenv("HFT_RUN_CACHE", "off")
+
+
 @pytest.fixture(scope="module")
 def hf_base() -> BertModel:
     torch.manual_seed(0)

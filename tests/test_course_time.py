@@ -32,11 +32,32 @@ def test_course_time_runs_a_chapter_and_writes_its_row(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = out.read_text().splitlines()
-    assert lines[0] == "# written by benchmarks/course_time.py --profile smoke --chapters 00"
+    assert lines[0] == "# written by benchmarks/course_time.py --profile smoke --chapters 00 --cache in-order"
     rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
     assert [r["chapter"] for r in rows] == ["00_tiny", "total"]
     assert rows[0]["status"] == "ok" and float(rows[0]["seconds"]) > 0
     assert float(rows[1]["seconds"]) == float(rows[0]["seconds"])
+    assert rows[0]["runs_reused"] == "0"
+
+
+def test_course_time_hides_bars_and_counts_the_runs_a_chapter_reused(tmp_path):
+    path = _tiny_chapter(tmp_path)
+    nb = json.loads(path.read_text())
+    nb["cells"][2]["source"] = ("import os\nprint('bars:', os.environ['HFT_PROGRESS'])\n"
+                                "print('[hft_lessons] run cache: reused the trained run a (abc)')\n"
+                                "print('[hft_lessons] run cache: reused the trained run b (def)')")
+    path.write_text(json.dumps(nb))
+    out = tmp_path / "times.csv"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--profile", "smoke", "--notebooks", str(tmp_path), "--cache", "cold",
+         "--out", str(out), "--write-back"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(line for line in out.read_text().splitlines() if not line.startswith("#")))
+    assert rows[0]["runs_reused"] == "2" and rows[1]["runs_reused"] == "2"
+    stored = json.loads(path.read_text())["cells"][2]["outputs"][0]["text"]
+    assert "bars: off" in "".join(stored)
 
 
 def test_course_time_names_the_chapters_it_does_not_have(tmp_path):

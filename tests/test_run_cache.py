@@ -56,6 +56,7 @@ def test_a_second_identical_run_is_loaded_not_trained(sst2, trainings, capsys):
     first_model = _model(sst2[0])
     first = _run(sst2, first_model)
     assert len(trainings) == 1
+    trained_lines = capsys.readouterr().out.splitlines()
     second_model = _model(sst2[0])
     second = _run(sst2, second_model)
     assert len(trainings) == 1, "the second run trained again"
@@ -63,7 +64,11 @@ def test_a_second_identical_run_is_loaded_not_trained(sst2, trainings, capsys):
     assert second.train_seconds == first.train_seconds
     weights = _trained(second_model)
     assert all(torch.equal(weights[n], w) for n, w in _trained(first_model).items())
-    assert "run cache: reused the trained run lora" in capsys.readouterr().out
+    reused_lines = capsys.readouterr().out.splitlines()
+    assert "run cache: reused the trained run lora" in reused_lines[0]
+    # after its one line, a reused run prints what the run printed when it trained: the epoch lines
+    assert reused_lines[1:] == [x for x in trained_lines if x.startswith("[hft_lessons] epoch")]
+    assert len(reused_lines) == 1 + CONFIG.epochs
 
 
 @pytest.mark.parametrize("change", ["seed", "lr", "method", "data", "weights"])

@@ -246,3 +246,14 @@ def _record(loss: torch.Tensor, into: list[float]) -> torch.Tensor:
     if torch.is_grad_enabled():
         into.append(loss.item())
     return loss
+
+
+@pytest.mark.parametrize("switch", ["", "off"])
+def test_progress_bars_show_unless_the_environment_turns_them_off(sst2, monkeypatch, capsys, switch):
+    # chapters executed for the book set HFT_PROGRESS=off: their stored outputs hold results, not bars
+    monkeypatch.setenv("HFT_PROGRESS", switch)
+    task, tok, train_f, _, _ = sst2
+    train(_model(task), task, train_f.select(range(32)), None, None, tok,
+          TrainConfig(lr=1e-3, epochs=1, batch_size=16, progress=True))
+    out = capsys.readouterr().out
+    assert ("epoch 1/1" in out) is (switch == "")
