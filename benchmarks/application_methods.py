@@ -4,16 +4,18 @@
         --task squad --methods full,adapter_layer,lora,adapter
 
 Chapters 12 (named entities) and 13 (question answering) train only the methods they read closely, so that
-each runs in minutes on a laptop; the other methods of their comparison tables come from this file. Each run is
+each runs in minutes on a laptop; the other methods of their comparison tables come from this file. Each run
+is
 
     python -m hft_lessons finetune --task TASK --method METHOD --profile PROFILE --seed SEED
 
 in a process of its own, with the run cache off (``HFT_RUN_CACHE=off``: every time in the file is a run's
 own), on the same data, recipe and seed as the chapter's loop, so a method the chapter trains gets the same
-metrics here. Besides the metrics object, a row keeps the metrics printed after each epoch (``epoch_metrics``),
-for the chapters' learning curves. Every run appends the command's metrics object (one JSON line) to ``--results`` (default
-``benchmarks/results/application_methods.jsonl``); runs already there are skipped. Run it on an otherwise idle
-machine: the times are part of the record.
+metrics here. Besides the metrics object, a row keeps the metrics printed after each epoch
+(``epoch_metrics``), for the chapters' learning curves. Every run appends the command's metrics object (one
+JSON line) to ``--results`` (default ``hft_lessons/results/application_methods.jsonl``: it ships with the
+package, so a chapter in Colab reads it too, through ``hft_lessons.run_records``); runs already there are
+skipped. Run it on an otherwise idle machine: the times are part of the record.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def run_one(task: str, method: str, profile: str, seed: int) -> dict:
 
 
 def epoch_metrics(lines: list[str]) -> list[dict[str, float]]:
-    """The metrics the command printed after each epoch ("[hft_lessons] epoch N: name value, ..."), per epoch."""
+    """The metrics the command printed after each epoch ("[hft_lessons] epoch N: name value, ...")."""
     rows = []
     for line in lines:
         match = EPOCH_LINE.match(line)

@@ -10,9 +10,10 @@ outputs). The chapters run in reading order, one after the other, in one environ
 ``--cache`` says which run cache (``hft_lessons.run_cache``) they use: ``in-order`` (the default) gives the
 whole course one new, empty cache, so a chapter reuses the runs of the chapters before it, as on a learner's
 machine that runs the course in order; ``cold`` gives every chapter its own empty cache (each chapter's time
-on its own); ``user`` uses the cache as it is (``HFT_RUN_CACHE`` or the user's cache folder). Progress bars are
-off (``HFT_PROGRESS=off``): stored outputs hold results, not bars. The results file (CSV) names this script, the command, the machine and the profile in its header
-lines; the table is also printed. Run it on an otherwise idle machine: times from a loaded machine are wrong.
+on its own); ``user`` uses the cache as it is (``HFT_RUN_CACHE`` or the user's cache folder). Progress bars
+are off (``HFT_PROGRESS=off``): stored outputs hold results, not bars. The results file (CSV) names this
+script, the command, the machine and the profile in its header lines; the table is also printed. Run it on an
+otherwise idle machine: times from a loaded machine are wrong.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[flo
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the chapters in order, print and write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu", "full"])
     parser.add_argument("--chapters", nargs="*", help="number prefixes, e.g. 01 04 (default: all)")
     parser.add_argument(
         "--out", type=Path, help="CSV to write (default: benchmarks/results/course_time_<profile>.csv)"

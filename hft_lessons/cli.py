@@ -13,7 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .profiles import TASK_NAMES, check_task_names  # a light module: no torch before the arguments are parsed
+from .profiles import (  # a light module: no torch before the arguments are parsed
+    PROFILE_NAMES,
+    TASK_NAMES,
+    check_task_names,
+)
 
 __all__ = ["main", "build_parser", "run_finetune", "load_raw", "make_output_dir", "make_train_config",
            "cost_metrics", "finish_run", "run_multitask", "prepare_output", "prepare_run",
@@ -117,7 +121,7 @@ def _add_common(p: argparse.ArgumentParser, methods: tuple[str, ...],
     p.add_argument("--model", default=None,
                    help="backbone: a Hub id or local folder (default: the profile's)")
     p.add_argument("--data-dir", default=None, help="a folder of save_to_disk datasets, like HFT_DATA_DIR")
-    p.add_argument("--profile", default=None, choices=("smoke", "cpu", "gpu"),
+    p.add_argument("--profile", default=None, choices=PROFILE_NAMES,
                    help="run size (default: automatic)")
     per = " (N, or task=N,task=N for some tasks)" if counts is _count_per_task else ""
     p.add_argument("--max-train", type=counts or _positive_int, default=None,
@@ -403,8 +407,8 @@ def run_finetune(args: argparse.Namespace) -> dict[str, Any]:
 
     from .backbone import load_backbone
     from .methods import prepare_model
-    from .runtime import setup
     from .run_cache import cached_train
+    from .runtime import setup
     from .tasks import get_task
 
     env = setup(seed=args.seed, profile=args.profile)

@@ -8,8 +8,8 @@ with one line saying so; otherwise the model trains and the run is stored. An en
 trusted: it is trained again and replaced. Other code gives other keys, so its entries are never used.
 
 The cache lives in ``$XDG_CACHE_HOME/hft_lessons/runs`` (``~/.cache/hft_lessons/runs``). ``HFT_RUN_CACHE``
-moves it to another folder, or turns it off with ``off`` (also ``0``, ``no``, ``none``, ``false``). A reused run
-prints the one line that says so, then the epoch lines the run printed when it trained.
+moves it to another folder, or turns it off with ``off`` (also ``0``, ``no``, ``none``, ``false``). A reused
+run prints the one line that says so, then the epoch lines the run printed when it trained.
 """
 
 from __future__ import annotations

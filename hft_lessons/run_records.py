@@ -30,6 +30,6 @@ def recorded_runs(task: str, profile: str = "cpu", seed: int = 0, path: Path = R
 
 
 def recorded_history(run: dict[str, Any]) -> list[dict[str, float]]:
-    """A recorded run's per-epoch metrics as training history rows (``eval_<name>``), for ``plot_histories``."""
+    """A recorded run's per-epoch metrics as history rows (``eval_<name>``), for ``plot_histories``."""
     return [{"epoch": row["epoch"], **{f"eval_{k}": v for k, v in row.items() if k != "epoch"}}
             for row in run.get("epoch_metrics", [])]

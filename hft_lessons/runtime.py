@@ -15,7 +15,8 @@ import torch
 from .devices import cpu_requested
 from .profiles import Profile, get_profile
 
-__all__ = ["OFF_VALUES", "switched_off", "quiet_libraries", "seed_everything", "seed_worker", "pick_device", "in_colab", "Setup", "setup",
+__all__ = ["OFF_VALUES", "switched_off", "quiet_libraries", "seed_everything", "seed_worker", "pick_device",
+           "in_colab", "Setup", "setup",
            "synchronize", "best_time"]
 
 

@@ -301,7 +301,7 @@ class PeakMemory:
 
 
 def progress_shown(requested: bool) -> bool:
-    """Whether a run draws its progress bar: ``requested`` (``TrainConfig.progress``) and not HFT_PROGRESS=off."""
+    """Whether a run draws its bar: ``requested`` (``TrainConfig.progress``) and not HFT_PROGRESS=off."""
     return requested and not switched_off(PROGRESS_ENV)
 
 

@@ -142,10 +142,12 @@ def test_layer_decay_option_reaches_the_config() -> None:
 
 def test_gpu_profile_fine_tunes_bert_base_with_the_published_recipes() -> None:
     """One learning rate for all of BERT-base, 10% warmup: 2e-5 SST-2, 5e-5 CoNLL-2003, 3e-5 SQuAD."""
-    for task, lr in (("sst2", 2e-5), ("conll2003", 5e-5), ("squad", 3e-5)):
-        cfg = train_config("full", get_profile("gpu").task(task), task)
-        assert (cfg.lr, cfg.head_lr, cfg.warmup_ratio, cfg.layer_decay) == (lr, None, 0.1, None)
-        assert train_config("lora", get_profile("gpu").task(task), task).lr == get_recipe("lora", task).lr
+    for profile in ("gpu", "full"):
+        for task, lr in (("sst2", 2e-5), ("conll2003", 5e-5), ("squad", 3e-5)):
+            cfg = train_config("full", get_profile(profile).task(task), task)
+            assert (cfg.lr, cfg.head_lr, cfg.warmup_ratio, cfg.layer_decay) == (lr, None, 0.1, None)
+            lora = train_config("lora", get_profile(profile).task(task), task)
+            assert lora.lr == get_recipe("lora", task).lr
     # the smaller profiles keep the recipes tuned on MiniLM
     assert train_config("full", get_profile("cpu").task("sst2"), "sst2").lr == get_recipe("full", "sst2").lr
 
@@ -154,7 +156,7 @@ def test_the_command_line_builds_the_notebook_config() -> None:
     """`finetune` with no options trains with exactly what `methods.train_config` gives the notebooks."""
     from hft_lessons.cli import build_parser, make_train_config
 
-    for profile in ("cpu", "gpu"):
+    for profile in ("cpu", "gpu", "full"):
         for task in ("sst2", "conll2003", "squad"):
             for method in ("full", "lora", "hybrid"):
                 args = build_parser().parse_args(

@@ -111,10 +111,34 @@ def test_config_keeps_stored_outputs_and_colab():
     assert config["repository"]["url"].startswith("https://github.com/")
 
 
-def test_readme_links_every_notebook_to_colab():
+def _pin_tool():
+    spec = importlib.util.spec_from_file_location("pin_colab", ROOT / "tools" / "pin_colab.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_readme_links_every_notebook_to_colab_at_the_books_tag():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ref = _pin_tool().book_ref()
     for nb in NOTEBOOKS:
-        assert f"blob/main/notebooks/{nb.name}" in readme, f"README has no Colab badge for {nb.name}"
+        assert f"blob/{ref}/notebooks/{nb.name}" in readme, f"README has no Colab badge for {nb.name}"
+
+
+def test_colab_opens_and_installs_the_books_version():
+    """Every badge, every setup cell's install and the book's launch branch name the tag of this version."""
+    tool = _pin_tool()
+    ref = tool.book_ref()
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'\nversion = "{ref[1:]}"\n' in pyproject, "pyproject.toml and hft_lessons.__version__ differ"
+    assert tool.unpinned(ref) == []
+    for nb in NOTEBOOKS:
+        setup = "".join(json.loads(nb.read_text(encoding="utf-8"))["cells"][1]["source"])
+        if "google.colab" in setup:
+            assert f"hybrid-finetuning-from-scratch@{ref}" in setup, nb.name
+    # and the tool finds an unpinned install
+    assert tool.pin_text('"git+https://github.com/hft-course/hybrid-finetuning-from-scratch"', ref).endswith(
+        f'@{ref}"')
 
 
 def test_no_real_dataset_committed():

@@ -16,8 +16,13 @@ def test_every_profile_has_every_task():
         assert set(prof.tasks) == set(TASK_NAMES)
         for settings in prof.tasks.values():
             assert settings.epochs >= 1 and settings.batch_size >= 1 and settings.max_length >= 32
-    assert PROFILES["gpu"].backbone == "bert-base-uncased"
-    assert PROFILES["gpu"].task("sst2").max_train is None  # full data
+    assert PROFILES["gpu"].backbone == PROFILES["full"].backbone == "bert-base-uncased"
+    assert PROFILES["gpu"].task("sst2").max_train == 20000  # sized for a free Colab T4
+    assert PROFILES["full"].task("sst2").max_train is None  # the published runs: all the data
+    # the T4 profile trains on more than cpu, so it should beat cpu's numbers
+    for task in TASK_NAMES:
+        gpu, cpu = PROFILES["gpu"].task(task), PROFILES["cpu"].task(task)
+        assert (gpu.max_train or 10**9) > cpu.max_train and gpu.epochs >= cpu.epochs - 1
     assert PROFILES["cpu"].backbone == "sentence-transformers/all-MiniLM-L6-v2"
     assert PROFILES["cpu"].task("sst2").max_train == 4000
     assert PROFILES["cpu"].task("squad").stride > 0

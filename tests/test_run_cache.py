@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from sst2_helpers import tiny_sst2
+
 from hft_lessons import run_cache, training
 from hft_lessons.backbone import load_backbone
 from hft_lessons.methods import prepare_model

@@ -5,8 +5,8 @@ import time
 
 import pytest
 import torch
-
 from sst2_helpers import tiny_sst2
+
 from hft_lessons.backbone import load_backbone
 from hft_lessons.methods import prepare_model
 from hft_lessons.training import LengthGroupedBatchSampler, TrainConfig, param_groups, train

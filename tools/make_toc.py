@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+from pin_colab import book_ref  # tools/ is on the path when this script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # (part caption, [chapter files without extension]) in reading order. Parts follow the outline's sections but
@@ -71,7 +73,7 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
-COLAB = "https://colab.research.google.com/github/hft-course/hybrid-finetuning-from-scratch/blob/main/notebooks"
+COLAB = f"https://colab.research.google.com/github/hft-course/hybrid-finetuning-from-scratch/blob/{book_ref()}/notebooks"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 
