@@ -10,10 +10,11 @@ outputs). The chapters run in reading order, one after the other, in one environ
 ``--cache`` says which run cache (``hft_lessons.run_cache``) they use: ``in-order`` (the default) gives the
 whole course one new, empty cache, so a chapter reuses the runs of the chapters before it, as on a learner's
 machine that runs the course in order; ``cold`` gives every chapter its own empty cache (each chapter's time
-on its own); ``user`` uses the cache as it is (``HFT_RUN_CACHE`` or the user's cache folder). Progress bars
-are off (``HFT_PROGRESS=off``): stored outputs hold results, not bars. The results file (CSV) names this
-script, the command, the machine and the profile in its header lines; the table is also printed. Run it on an
-otherwise idle machine: times from a loaded machine are wrong.
+on its own; with ``--cold-from`` an in-order results file, a chapter that reused no run there is not run
+again: its in-order time is its cold time); ``user`` uses the cache as it is (``HFT_RUN_CACHE`` or the user's
+cache folder). Progress bars are off (``HFT_PROGRESS=off``): stored outputs hold results, not bars. The
+results file (CSV) names this script, the command, the machine and the profile in its header lines; the table
+is also printed. Run it on an otherwise idle machine: times from a loaded machine are wrong.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def reused_runs(nb) -> int:
                for line in out.get("text", "").splitlines())
 
 
+def read_rows(path: Path) -> dict[str, dict[str, str]]:
+    """A results file's rows by chapter (its header lines skipped)."""
+    lines = [x for x in path.read_text(encoding="utf-8").splitlines() if not x.startswith("#")]
+    return {r["chapter"]: r for r in csv.DictReader(lines)}
+
+
 def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[float, str, int]:
     """Execute one notebook in a fresh kernel: (seconds, 'ok' or the error, runs reused); save it if asked."""
     import nbformat  # the heavy imports wait until the arguments are known (startup speed)
@@ -94,11 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", choices=["in-order", "cold", "user"], default="in-order",
                         help="one new cache for the course (default), a new one per chapter, or the user's")
+    parser.add_argument("--cold-from", type=Path, nargs="+",
+                        help="with --cache cold: in-order results files (a later one's rows win); a "
+                             "chapter that reused no run there keeps its time (the same work), not run again")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help=argparse.SUPPRESS)
     parser.add_argument("--write-back", action="store_true",
                         help="save each executed chapter in place (cleaned): the stored outputs")
     args = parser.parse_args(argv)
+    if args.cold_from and args.cache != "cold":
+        parser.error("--cold-from goes with --cache cold")
+    known = {}
+    for path in args.cold_from or []:
+        known.update({name: {**row, "file": path.name} for name, row in read_rows(path).items()})
     os.environ["HFT_PROFILE"] = args.profile
     os.environ["HFT_PROGRESS"] = "off"
     scratch = Path(tempfile.mkdtemp(prefix="hft-course-time-"))
@@ -107,24 +122,31 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "benchmarks" / "results" / f"course_time_{args.profile}.csv"
     rows = []
     for path in chapters(args.chapters, args.notebooks):
-        if args.cache == "cold":
-            os.environ["HFT_RUN_CACHE"] = str(scratch / path.stem)
-        seconds, status, reused = run_chapter(path, args.timeout, args.write_back)
-        rows.append((path.stem, round(seconds, 1), status, reused))
-        print(f"{path.stem:45s} {seconds / 60:6.1f} min  {status}  (runs reused: {reused})", flush=True)
+        before = known.get(path.stem)
+        if before and before["status"] == "ok" and before["runs_reused"] == "0":
+            seconds, status, reused, source = float(before["seconds"]), "ok", 0, before["file"]
+        else:
+            if args.cache == "cold":
+                os.environ["HFT_RUN_CACHE"] = str(scratch / path.stem)
+            seconds, status, reused = run_chapter(path, args.timeout, args.write_back)
+            source = "measured"
+        rows.append((path.stem, round(seconds, 1), status, reused, source))
+        print(f"{path.stem:45s} {seconds / 60:6.1f} min  {status}  (runs reused: {reused}; {source})",
+              flush=True)
     total = sum(r[1] for r in rows)
     print(f"{'total':45s} {total / 60:6.1f} min")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as f:
         f.write(f"# written by benchmarks/course_time.py --profile {args.profile}"
-                f"{' --chapters ' + ' '.join(args.chapters) if args.chapters else ''} --cache {args.cache}\n")
+                f"{' --chapters ' + ' '.join(args.chapters) if args.chapters else ''} --cache {args.cache}"
+                f"{' --cold-from ' + ' '.join(p.name for p in args.cold_from) if args.cold_from else ''}\n")
         f.write(f"# {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
                 f"python {platform.python_version()}\n")
         writer = csv.writer(f)
-        writer.writerow(["chapter", "seconds", "status", "runs_reused"])
+        writer.writerow(["chapter", "seconds", "status", "runs_reused", "source"])
         writer.writerows(rows)
         writer.writerow(["total", round(total, 1), "ok" if all(r[2] == "ok" for r in rows) else "errors",
-                         sum(r[3] for r in rows)])
+                         sum(r[3] for r in rows), ""])
     return 0 if all(r[2] == "ok" for r in rows) else 1
 
 

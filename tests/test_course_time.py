@@ -81,3 +81,47 @@ def test_write_back_stores_the_executed_chapter_cleaned(tmp_path):
     assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
     assert ["".join(c["outputs"][0]["text"]) for c in code] == ["profile: smoke\n", "42\n"]
     assert set(after["metadata"]) <= {"kernelspec", "language_info", "colab", "accelerator"}
+
+
+def test_a_cold_run_keeps_the_in_order_time_of_a_chapter_that_reused_nothing(tmp_path):
+    _tiny_chapter(tmp_path)
+    earlier = tmp_path / "in_order.csv"
+    earlier.write_text("# an in-order run\nchapter,seconds,status,runs_reused,source\n"
+                       "00_tiny,12.5,ok,0,measured\ntotal,12.5,ok,0,\n")
+    out = tmp_path / "cold.csv"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--profile", "smoke", "--notebooks", str(tmp_path), "--cache", "cold",
+         "--cold-from", str(earlier), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = out.read_text().splitlines()
+    assert lines[0].endswith("--cache cold --cold-from in_order.csv")
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    assert (rows[0]["seconds"], rows[0]["source"]) == ("12.5", "in_order.csv")
+
+
+def _tool(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parents[1] / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_time_table_is_what_the_results_files_give():
+    assert _tool("course_time_table").main(["--check"]) == 0
+
+
+def test_every_chapter_has_a_time_on_its_own_in_order_and_an_estimated_t4_time():
+    tool = _tool("course_time_table")
+    chapters = {p.stem for p in (SCRIPT.parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    cold, t4 = tool.read("course_time_cpu_cold.csv"), tool.read("t4_estimate.csv")
+    in_order = {**tool.read("course_time_cpu.csv"), **tool.read("course_time_cpu_08.csv")}
+    assert set(cold) == set(in_order) == set(t4) == chapters
+    assert all(r["status"] == "ok" for r in [*cold.values(), *in_order.values()])
+    # in order, a chapter never takes longer than on its own beyond timing noise: the cache only saves work
+    assert all(float(in_order[c]["seconds"]) <= 1.1 * float(cold[c]["seconds"]) for c in chapters)
+    header = (SCRIPT.parent / "results" / "t4_estimate.csv").read_text().splitlines()[0]
+    assert "an estimate, not a measurement" in header

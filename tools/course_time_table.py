@@ -1,0 +1,75 @@
+"""Write the course's time table into README.md from the committed results files.
+
+    python tools/course_time_table.py          # rewrite the block between the course-time markers
+    python tools/course_time_table.py --check  # exit 1 if the README's table is not what the files give
+
+The rows come from ``benchmarks/results/course_time_cpu.csv`` (the chapters in order, sharing a run
+cache; ``course_time_cpu_08.csv`` holds chapter 8's later run alone), ``course_time_cpu_cold.csv`` (each
+chapter on its own) and ``t4_estimate.csv`` (the `gpu` profile on a T4, estimated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- course-time:start -->", "<!-- course-time:end -->"
+
+
+def read(name: str) -> dict[str, dict[str, str]]:
+    """A results file's rows by chapter, the total row left out."""
+    lines = [x for x in (RESULTS / name).read_text().splitlines() if not x.startswith("#")]
+    return {r["chapter"]: r for r in csv.DictReader(lines) if r["chapter"] != "total"}
+
+
+def minutes(seconds: float) -> str:
+    """Seconds as minutes with one decimal."""
+    return f"{seconds / 60:.1f}"
+
+
+def table() -> str:
+    """The markdown table: one row per chapter, then the totals."""
+    in_order = read("course_time_cpu.csv")
+    in_order.update(read("course_time_cpu_08.csv"))
+    cold, t4 = read("course_time_cpu_cold.csv"), read("t4_estimate.csv")
+    lines = ["| chapter | `cpu`, on its own (min) | `cpu`, in order (min) | runs loaded from the cache | "
+             "`gpu` on a T4, estimated (min) |", "|---|---|---|---|---|"]
+    totals = [0.0, 0.0, 0.0]
+    for chapter, row in cold.items():
+        number = int(chapter[:2])
+        seconds = (float(row["seconds"]), float(in_order[chapter]["seconds"]),
+                   float(t4[chapter]["t4_estimated_s"]))
+        totals = [a + b for a, b in zip(totals, seconds, strict=True)]
+        lines.append(f"| {number} | {minutes(seconds[0])} | {minutes(seconds[1])} | "
+                     f"{in_order[chapter]['runs_reused']} | {minutes(seconds[2])} |")
+    lines.append(f"| **all** | **{minutes(totals[0])}** | **{minutes(totals[1])}** | | "
+                 f"**{minutes(totals[2])}** |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite (or check) the README's block."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{table()}\n{END}{tail}"
+    if args.check:
+        if new != text:
+            print("README.md's course-time table differs from the results files: "
+                  "run tools/course_time_table.py")
+            return 1
+        return 0
+    readme.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
