@@ -60,5 +60,5 @@ def test_stored_outputs_are_the_same_with_and_without_the_cache(tmp_path, monkey
     assert not any(REUSED in t for t in trained)
     assert [_without_reuse_lines(t) for t in loaded] == [_without_reuse_lines(t) for t in trained]
     uncached = _execute("off", monkeypatch)
-    assert len(_accuracies(trained)) >= 4
+    assert len(_accuracies(trained)) >= 2  # one epoch per run in smoke
     assert _accuracies(uncached) == _accuracies(trained)
