@@ -11,7 +11,6 @@ chapter on its own) and ``t4_estimate.csv`` (the `gpu` profile on a T4, estimate
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -21,9 +20,11 @@ START, END = "<!-- course-time:start -->", "<!-- course-time:end -->"
 
 
 def read(name: str) -> dict[str, dict[str, str]]:
-    """A results file's rows by chapter, the total row left out."""
-    lines = [x for x in (RESULTS / name).read_text().splitlines() if not x.startswith("#")]
-    return {r["chapter"]: r for r in csv.DictReader(lines) if r["chapter"] != "total"}
+    """A results file's rows by chapter, the total row left out (benchmarks/course_time.py reads them)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from course_time import read_rows
+
+    return {chapter: r for chapter, r in read_rows(RESULTS / name).items() if chapter != "total"}
 
 
 def minutes(seconds: float) -> str:
