@@ -118,10 +118,29 @@ def test_every_chapter_has_a_time_on_its_own_in_order_and_an_estimated_t4_time()
     tool = _tool("course_time_table")
     chapters = {p.stem for p in (SCRIPT.parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     cold, t4 = tool.read("course_time_cpu_cold.csv"), tool.read("t4_estimate.csv")
-    in_order = {**tool.read("course_time_cpu.csv"), **tool.read("course_time_cpu_08.csv")}
+    in_order = tool.in_order_rows()
     assert set(cold) == set(in_order) == set(t4) == chapters
     assert all(r["status"] == "ok" for r in [*cold.values(), *in_order.values()])
     # in order, a chapter never takes longer than on its own beyond timing noise: the cache only saves work
     assert all(float(in_order[c]["seconds"]) <= 1.1 * float(cold[c]["seconds"]) for c in chapters)
     header = (SCRIPT.parent / "results" / "t4_estimate.csv").read_text().splitlines()[0]
     assert "an estimate, not a measurement" in header
+
+
+def test_update_cold_copies_the_later_runs_rows_with_their_file_as_source(tmp_path, monkeypatch):
+    tool = _tool("course_time_table")
+    head = "chapter,seconds,status,runs_reused,source\n"
+    (tmp_path / "course_time_cpu_cold.csv").write_text(
+        "# written by course_time.py\n" + head + "01_a,10.0,ok,0,x.csv\n02_b,20.0,ok,0,x.csv\n"
+        "total,30.0,ok,0,\n")
+    (tmp_path / "later.csv").write_text("# a later run\n" + head.replace(",source", ",source") +
+                                        "02_b,5.5,ok,0,measured\ntotal,5.5,ok,0,\n")
+    monkeypatch.setattr(tool, "RESULTS", tmp_path)
+    monkeypatch.setattr(tool, "LATER_RUNS", ("later.csv",))
+    tool.update_cold()
+    rows = tool.read("course_time_cpu_cold.csv")
+    assert rows["01_a"]["seconds"] == "10.0" and rows["01_a"]["source"] == "x.csv"
+    assert (rows["02_b"]["seconds"], rows["02_b"]["source"]) == ("5.5", "later.csv")
+    text = (tmp_path / "course_time_cpu_cold.csv").read_text()
+    assert text.startswith("# written by course_time.py\n# rows of later.csv copied in")
+    assert "total,15.5,ok,0," in text

@@ -2,21 +2,26 @@
 
     python tools/course_time_table.py          # rewrite the block between the course-time markers
     python tools/course_time_table.py --check  # exit 1 if the README's table is not what the files give
+    python tools/course_time_table.py --update-cold  # first copy LATER_RUNS' rows into the cold file
 
 The rows come from ``benchmarks/results/course_time_cpu.csv`` (the chapters in order, sharing a run
-cache; ``course_time_cpu_08.csv`` holds chapter 8's later run alone), ``course_time_cpu_cold.csv`` (each
-chapter on its own) and ``t4_estimate.csv`` (the `gpu` profile on a T4, estimated).
+cache), the files in ``LATER_RUNS`` (chapters re-run on their own after they changed: they load no run from
+the cache, so on their own and in order are the same), ``course_time_cpu_cold.csv`` (each chapter on its own)
+and ``t4_estimate.csv`` (the `gpu` profile on a T4, estimated).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- course-time:start -->", "<!-- course-time:end -->"
+# chapters executed again on their own after the in-order run; a later file's rows replace the earlier ones
+LATER_RUNS = ("course_time_cpu_08.csv", "course_time_cpu_12_13.csv")
 
 
 def read(name: str) -> dict[str, dict[str, str]]:
@@ -27,6 +32,14 @@ def read(name: str) -> dict[str, dict[str, str]]:
     return {chapter: r for chapter, r in read_rows(RESULTS / name).items() if chapter != "total"}
 
 
+def in_order_rows() -> dict[str, dict[str, str]]:
+    """Each chapter's row of the in-order run, or of its later run on its own (``LATER_RUNS``)."""
+    rows = read("course_time_cpu.csv")
+    for name in LATER_RUNS:
+        rows.update(read(name))
+    return rows
+
+
 def minutes(seconds: float) -> str:
     """Seconds as minutes with one decimal."""
     return f"{seconds / 60:.1f}"
@@ -34,8 +47,7 @@ def minutes(seconds: float) -> str:
 
 def table() -> str:
     """The markdown table: one row per chapter, then the totals."""
-    in_order = read("course_time_cpu.csv")
-    in_order.update(read("course_time_cpu_08.csv"))
+    in_order = in_order_rows()
     cold, t4 = read("course_time_cpu_cold.csv"), read("t4_estimate.csv")
     lines = ["| chapter | `cpu`, on its own (min) | `cpu`, in order (min) | runs loaded from the cache | "
              "`gpu` on a T4, estimated (min) |", "|---|---|---|---|---|"]
@@ -52,11 +64,35 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def update_cold() -> None:
+    """Put the later runs' rows into ``course_time_cpu_cold.csv`` (``source``: the later file), new total."""
+    path = RESULTS / "course_time_cpu_cold.csv"
+    header = [x for x in path.read_text(encoding="utf-8").splitlines() if x.startswith("#")]
+    rows = read("course_time_cpu_cold.csv")
+    for name in LATER_RUNS:
+        for chapter, row in read(name).items():
+            rows[chapter] = {**row, "source": name}
+    fields = ["chapter", "seconds", "status", "runs_reused", "source"]
+    total = {"chapter": "total", "seconds": f"{sum(float(r['seconds']) for r in rows.values()):.1f}",
+             "status": "ok" if all(r["status"] == "ok" for r in rows.values()) else "error",
+             "runs_reused": str(sum(int(r["runs_reused"]) for r in rows.values())), "source": ""}
+    note = f"# rows of {', '.join(LATER_RUNS)} copied in by tools/course_time_table.py --update-cold"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        f.write("\n".join([*(h for h in header if not h.startswith("# rows of")), note]) + "\n")
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows([{k: r.get(k, "") for k in fields} for r in [*rows.values(), total]])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Rewrite (or check) the README's block."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--update-cold", action="store_true",
+                        help="first copy the rows of LATER_RUNS into course_time_cpu_cold.csv")
     args = parser.parse_args(argv)
+    if args.update_cold:
+        update_cold()
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
     head, rest = text.split(START, 1)
