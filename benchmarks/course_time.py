@@ -14,7 +14,10 @@ on its own; with ``--cold-from`` an in-order results file, a chapter that reused
 again: its in-order time is its cold time); ``user`` uses the cache as it is (``HFT_RUN_CACHE`` or the user's
 cache folder). Progress bars are off (``HFT_PROGRESS=off``): stored outputs hold results, not bars. The
 results file (CSV) names this script, the command, the machine and the profile in its header lines; the table
-is also printed. Run it on an otherwise idle machine: times from a loaded machine are wrong.
+is also printed. Run it on an otherwise idle machine: times from a loaded machine are wrong. Before each
+chapter it measures the machine's speed (``gflops``: a float32 matrix multiply, :func:`machine_rate`), since a
+shared machine can be a quarter slower at one time than at another: compare times measured at different
+moments together with it.
 """
 
 from __future__ import annotations
@@ -61,6 +64,20 @@ def read_rows(path: Path) -> dict[str, dict[str, str]]:
     """A results file's rows by chapter (its header lines skipped)."""
     lines = [x for x in path.read_text(encoding="utf-8").splitlines() if not x.startswith("#")]
     return {r["chapter"]: r for r in csv.DictReader(lines)}
+
+
+def machine_rate(size: int = 1024, tries: int = 21) -> float:
+    """The machine's speed now: GFLOP/s of a float32 ``size`` x ``size`` matrix multiply (the median)."""
+    import torch  # only when a chapter runs (startup speed)
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    times = []
+    for _ in range(tries):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / sorted(times)[tries // 2] / 1e9
 
 
 def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[float, str, int]:
@@ -125,14 +142,16 @@ def main(argv: list[str] | None = None) -> int:
         before = known.get(path.stem)
         if before and before["status"] == "ok" and before["runs_reused"] == "0":
             seconds, status, reused, source = float(before["seconds"]), "ok", 0, before["file"]
+            rate = before.get("gflops") or ""  # files written before the probe have none
         else:
             if args.cache == "cold":
                 os.environ["HFT_RUN_CACHE"] = str(scratch / path.stem)
+            rate = f"{machine_rate():.1f}"
             seconds, status, reused = run_chapter(path, args.timeout, args.write_back)
             source = "measured"
-        rows.append((path.stem, round(seconds, 1), status, reused, source))
-        print(f"{path.stem:45s} {seconds / 60:6.1f} min  {status}  (runs reused: {reused}; {source})",
-              flush=True)
+        rows.append((path.stem, round(seconds, 1), status, reused, source, rate))
+        print(f"{path.stem:45s} {seconds / 60:6.1f} min  {status}  (runs reused: {reused}; {source}; "
+              f"machine {rate or '?'} GFLOP/s)", flush=True)
     total = sum(r[1] for r in rows)
     print(f"{'total':45s} {total / 60:6.1f} min")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         f.write(f"# {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
                 f"python {platform.python_version()}\n")
         writer = csv.writer(f)
-        writer.writerow(["chapter", "seconds", "status", "runs_reused", "source"])
+        writer.writerow(["chapter", "seconds", "status", "runs_reused", "source", "gflops"])
         writer.writerows(rows)
         writer.writerow(["total", round(total, 1), "ok" if all(r[2] == "ok" for r in rows) else "errors",
-                         sum(r[3] for r in rows), ""])
+                         sum(r[3] for r in rows), "", ""])
     return 0 if all(r[2] == "ok" for r in rows) else 1
 
 

@@ -38,6 +38,7 @@ def test_course_time_runs_a_chapter_and_writes_its_row(tmp_path):
     assert rows[0]["status"] == "ok" and float(rows[0]["seconds"]) > 0
     assert float(rows[1]["seconds"]) == float(rows[0]["seconds"])
     assert rows[0]["runs_reused"] == "0"
+    assert float(rows[0]["gflops"]) > 0  # the machine's speed, measured before the chapter
 
 
 def test_course_time_hides_bars_and_counts_the_runs_a_chapter_reused(tmp_path):

@@ -72,16 +72,17 @@ def update_cold() -> None:
     for name in LATER_RUNS:
         for chapter, row in read(name).items():
             rows[chapter] = {**row, "source": name}
-    fields = ["chapter", "seconds", "status", "runs_reused", "source"]
+    fields = ["chapter", "seconds", "status", "runs_reused", "source", "gflops"]
     total = {"chapter": "total", "seconds": f"{sum(float(r['seconds']) for r in rows.values()):.1f}",
              "status": "ok" if all(r["status"] == "ok" for r in rows.values()) else "error",
-             "runs_reused": str(sum(int(r["runs_reused"]) for r in rows.values())), "source": ""}
+             "runs_reused": str(sum(int(r["runs_reused"]) for r in rows.values())), "source": "",
+             "gflops": ""}
     note = f"# rows of {', '.join(LATER_RUNS)} copied in by tools/course_time_table.py --update-cold"
     with path.open("w", newline="", encoding="utf-8") as f:
         f.write("\n".join([*(h for h in header if not h.startswith("# rows of")), note]) + "\n")
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows([{k: r.get(k, "") for k in fields} for r in [*rows.values(), total]])
+        writer.writerows([{k: r.get(k) or "" for k in fields} for r in [*rows.values(), total]])
 
 
 def main(argv: list[str] | None = None) -> int:
