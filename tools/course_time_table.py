@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- course-time:start -->", "<!-- course-time:end -->"
 # chapters executed again on their own after the in-order run; a later file's rows replace the earlier ones
-LATER_RUNS = ("course_time_cpu_08.csv", "course_time_cpu_12_13.csv")
+LATER_RUNS = ("course_time_cpu_08_12_13.csv",)
 
 
 def read(name: str) -> dict[str, dict[str, str]]:
