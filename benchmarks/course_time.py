@@ -67,17 +67,13 @@ def read_rows(path: Path) -> dict[str, dict[str, str]]:
 
 
 def machine_rate(size: int = 1024, tries: int = 21) -> float:
-    """The machine's speed now: GFLOP/s of a float32 ``size`` x ``size`` matrix multiply (the median)."""
+    """The machine's speed now: GFLOP/s of a float32 ``size`` x ``size`` matrix multiply (the fastest try)."""
     import torch  # only when a chapter runs (startup speed)
 
+    from hft_lessons.runtime import best_time
+
     a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    times = []
-    for _ in range(tries):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / sorted(times)[tries // 2] / 1e9
+    return 2 * size**3 / best_time(lambda: a @ b, repeats=tries) / 1e9
 
 
 def run_chapter(path: Path, timeout: int, write_back: bool = False) -> tuple[float, str, int]:
