@@ -50,7 +50,7 @@ def chapters(selected: list[str] | None, folder: Path = NOTEBOOKS) -> list[Path]
     return picked
 
 
-REUSED = "[hft_lessons] run cache: reused"
+REUSED = "[hft_lessons] run cache: reused"  # hft_lessons.run_cache.REUSED (torch stays unimported here)
 
 
 def reused_runs(nb) -> int:

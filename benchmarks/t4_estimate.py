@@ -15,9 +15,9 @@ No T4 has run the course yet, so the time lines give this estimate. The model, e
 - **the T4's rate** is an assumption: ``T4_UTILISATION`` (15%) of its 65 TFLOP/s fp16 tensor-core peak, the
   mixed-precision training of a 110 M-parameter encoder on short, dynamically padded batches; a run that stays
   on the CPU in every profile (chapter 8's Keras run) is counted at this machine's rate;
-- **everything else** a chapter does (loading, tokenizing, analysis, plots, Keras, which runs on the CPU)
-  is taken to run as fast on Colab's 2 virtual CPUs as on this machine's 2 cores: the chapter's measured
-  `cpu` time minus its estimated `cpu` training time. Loading BERT-base adds ``LOAD_SECONDS``.
+- **everything else** a chapter does (loading, tokenizing, analysis, plots) is taken to run as fast on
+  Colab's 2 virtual CPUs as on this machine's 2 cores: the chapter's measured `cpu` time minus its estimated
+  `cpu` training time. Loading BERT-base adds ``LOAD_SECONDS``.
 
 The estimate per chapter = other work + T4 training + loading. It writes
 ``benchmarks/results/t4_estimate.csv`` (the model's constants in its header lines) and prints the table.
@@ -72,9 +72,9 @@ def token_lengths(profile_name: str, task_name: str, budget: str) -> tuple[list[
     settings = get_profile("cpu" if budget == "cpu" else profile_name).task(task_name)
     n_train, n_eval = settings.max_train, settings.max_eval
     epochs = settings.epochs
-    if budget in ("profile", "cpu"):
-        pass
-    elif budget == "caps":
+    if budget not in ("profile", "cpu", "caps"):
+        raise ValueError(f"unknown budget {budget!r}; valid: profile, caps, cpu (each may end in -cpu)")
+    if budget == "caps":
         caps = CAPS[task_name]
         n_train, n_eval = (min(n or cap, cap) for n, cap in zip((n_train, n_eval), caps, strict=True))
         epochs = 2
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for chapter, seconds in measured.items():
         runs = RUNS.get(chapter, [])
         cpu_train = (chapter_flops("cpu", runs, memo) + chapter_flops("cpu", runs, memo, True)) / cpu_rate
-        # runs that stay on the CPU in gpu too: BERT-base's work on the budget of gpu, at this machine's rate
+        # runs that stay on the CPU in gpu too (chapter 8's Keras run: MiniLM, cpu's budget): this CPU's rate
         t4_train = (chapter_flops("gpu", runs, memo) / t4_rate
                     + chapter_flops("gpu", runs, memo, True) / cpu_rate)
         other = max(seconds - cpu_train, 0.0)

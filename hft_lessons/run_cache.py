@@ -33,9 +33,10 @@ from . import training
 from .runtime import switched_off
 from .tasks.base import Task
 
-__all__ = ["CACHE_ENV", "cache_dir", "source_hash", "run_key", "cached_train"]
+__all__ = ["CACHE_ENV", "REUSED", "cache_dir", "source_hash", "run_key", "cached_train"]
 
 CACHE_ENV = "HFT_RUN_CACHE"
+REUSED = "[hft_lessons] run cache: reused"  # how the line that reports a reused run begins
 _WEIGHTS, _RESULT = "weights.safetensors", "result.json"
 _NOT_IN_KEY = {"progress"}  # whether a bar is drawn changes nothing a run learns
 
@@ -156,7 +157,7 @@ def cached_train(model: nn.Module, task: Task, train_features: Dataset, eval_fea
     if entry.exists():
         result = _load(entry, key, model)
         if result is not None:
-            print(f"[hft_lessons] run cache: reused the trained run{name} ({key[:12]}; "
+            print(f"{REUSED} the trained run{name} ({key[:12]}; "
                   f"{CACHE_ENV}=off retrains)", flush=True)
             _replay(task, result)
             return result

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "course_time.py"
 
 
@@ -134,14 +136,29 @@ def test_update_cold_copies_the_later_runs_rows_with_their_file_as_source(tmp_pa
     (tmp_path / "course_time_cpu_cold.csv").write_text(
         "# written by course_time.py\n" + head + "01_a,10.0,ok,0,x.csv\n02_b,20.0,ok,0,x.csv\n"
         "total,30.0,ok,0,\n")
-    (tmp_path / "later.csv").write_text("# a later run\n" + head.replace(",source", ",source") +
-                                        "02_b,5.5,ok,0,measured\ntotal,5.5,ok,0,\n")
+    later_head = head.replace(",source", ",source,gflops")  # later files record the machine's speed
+    (tmp_path / "later.csv").write_text("# a later run\n" + later_head +
+                                        "02_b,5.5,ok,0,measured,170.2\ntotal,5.5,ok,0,,\n")
     monkeypatch.setattr(tool, "RESULTS", tmp_path)
     monkeypatch.setattr(tool, "LATER_RUNS", ("later.csv",))
     tool.update_cold()
     rows = tool.read("course_time_cpu_cold.csv")
     assert rows["01_a"]["seconds"] == "10.0" and rows["01_a"]["source"] == "x.csv"
     assert (rows["02_b"]["seconds"], rows["02_b"]["source"]) == ("5.5", "later.csv")
+    assert rows["02_b"]["gflops"] == "170.2" and rows["01_a"]["gflops"] == ""
     text = (tmp_path / "course_time_cpu_cold.csv").read_text()
     assert text.startswith("# written by course_time.py\n# rows of later.csv copied in")
     assert "total,15.5,ok,0," in text
+
+
+def test_a_later_run_of_a_chapter_that_reused_runs_in_order_is_refused(tmp_path, monkeypatch):
+    tool = _tool("course_time_table")
+    head = "chapter,seconds,status,runs_reused,source\n"
+    (tmp_path / "course_time_cpu.csv").write_text(head + "11_c,60.0,ok,4,\ntotal,60.0,ok,4,\n")
+    (tmp_path / "later.csv").write_text(head + "11_c,300.0,ok,0,measured\ntotal,300.0,ok,0,\n")
+    monkeypatch.setattr(tool, "RESULTS", tmp_path)
+    monkeypatch.setattr(tool, "LATER_RUNS", ("later.csv",))
+    with pytest.raises(SystemExit, match="11_c cannot replace its in-order row"):
+        tool.in_order_rows()
+    with pytest.raises(SystemExit, match="no results file"):
+        tool.read("missing.csv")

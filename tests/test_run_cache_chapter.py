@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from hft_lessons.run_cache import REUSED
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT / "notebooks" / "05_task_adapters.ipynb"
-REUSED = "[hft_lessons] run cache: reused"
 
 
 def _execute(cache: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -54,7 +55,7 @@ def _accuracies(texts: list[str]) -> list[str]:
 def test_stored_outputs_are_the_same_with_and_without_the_cache(tmp_path, monkeypatch):
     cache = str(tmp_path / "runs")
     trained = _execute(cache, monkeypatch)
-    assert os.listdir(cache), "the first run stored nothing"
+    assert os.path.isdir(cache) and os.listdir(cache), "the first run stored nothing"
     loaded = _execute(cache, monkeypatch)
     assert sum(line.startswith(REUSED) for t in loaded for line in t.splitlines()) == 2
     assert not any(REUSED in t for t in trained)

@@ -22,21 +22,28 @@ RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- course-time:start -->", "<!-- course-time:end -->"
 # chapters executed again on their own after the in-order run; a later file's rows replace the earlier ones
 LATER_RUNS = ("course_time_cpu_08_12_13.csv",)
+sys.path.insert(0, str(ROOT / "benchmarks"))  # course_time.read_rows: one reader of the results files
 
 
 def read(name: str) -> dict[str, dict[str, str]]:
     """A results file's rows by chapter, the total row left out (benchmarks/course_time.py reads them)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from course_time import read_rows
 
-    return {chapter: r for chapter, r in read_rows(RESULTS / name).items() if chapter != "total"}
+    path = RESULTS / name
+    if not path.is_file():
+        raise SystemExit(f"no results file {path}: write it with benchmarks/course_time.py")
+    return {chapter: r for chapter, r in read_rows(path).items() if chapter != "total"}
 
 
 def in_order_rows() -> dict[str, dict[str, str]]:
     """Each chapter's row of the in-order run, or of its later run on its own (``LATER_RUNS``)."""
     rows = read("course_time_cpu.csv")
     for name in LATER_RUNS:
-        rows.update(read(name))
+        for chapter, row in read(name).items():
+            if row["status"] != "ok" or rows.get(chapter, {}).get("runs_reused", "0") != "0":
+                raise SystemExit(f"{name}: {chapter} cannot replace its in-order row (a later run must be "
+                                 "ok, and only a chapter that loaded no run in order can be re-run alone)")
+            rows[chapter] = row
     return rows
 
 
@@ -74,7 +81,7 @@ def update_cold() -> None:
             rows[chapter] = {**row, "source": name}
     fields = ["chapter", "seconds", "status", "runs_reused", "source", "gflops"]
     total = {"chapter": "total", "seconds": f"{sum(float(r['seconds']) for r in rows.values()):.1f}",
-             "status": "ok" if all(r["status"] == "ok" for r in rows.values()) else "error",
+             "status": "ok" if all(r["status"] == "ok" for r in rows.values()) else "errors",
              "runs_reused": str(sum(int(r["runs_reused"]) for r in rows.values())), "source": "",
              "gflops": ""}
     note = f"# rows of {', '.join(LATER_RUNS)} copied in by tools/course_time_table.py --update-cold"
@@ -88,14 +95,17 @@ def update_cold() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Rewrite (or check) the README's block."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true")
-    parser.add_argument("--update-cold", action="store_true",
-                        help="first copy the rows of LATER_RUNS into course_time_cpu_cold.csv")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if README.md's table is out of date")
+    mode.add_argument("--update-cold", action="store_true",
+                      help="first copy the rows of LATER_RUNS into course_time_cpu_cold.csv")
     args = parser.parse_args(argv)
     if args.update_cold:
         update_cold()
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md needs the lines {START} and {END} around the table")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     new = f"{head}{START}\n{table()}\n{END}{tail}"
