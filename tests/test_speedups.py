@@ -576,6 +576,39 @@ def test_onednn_is_faster_measures_once_per_thread_count(monkeypatch):
     assert onednn_is_faster() is (not answer)
 
 
+def _fake_best_time(seconds):
+    """A stand-in for best_time: each call takes ``seconds(call number, which library)``."""
+    calls = []
+
+    def fake(fn, repeats=5, device=None):
+        calls.append(fn.__name__)
+        return seconds(len(calls), "dnnl" if "dnnl" in fn.__name__ else "mkl")
+
+    return fake, calls
+
+
+def test_onednn_probe_does_not_give_the_first_library_timed_the_cold_start(monkeypatch):
+    # equal speeds, but the first timing of the process is ten times slower: oneDNN must stay off
+    fake, calls = _fake_best_time(lambda n, lib: 10.0 if n == 1 else 1.0)
+    monkeypatch.setattr(kernels, "best_time", fake)
+    monkeypatch.delitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
+    assert onednn_is_faster() is False
+    assert calls[:4] == ["mkl_products", "dnnl_products"] * 2  # alternating rounds
+
+
+def test_onednn_probe_switches_on_when_onednn_is_clearly_faster(monkeypatch):
+    fake, _ = _fake_best_time(lambda n, lib: 1.0 if lib == "dnnl" else 2.0)
+    monkeypatch.setattr(kernels, "best_time", fake)
+    monkeypatch.delitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
+    monkeypatch.setattr(kernels, "_onednn_mm", lambda a, b_t, bias=None: a @ b_t.t())
+    monkeypatch.setattr(kernels, "_onednn_op", lambda: object())
+    assert onednn_is_faster() is True
+    monkeypatch.delitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
+    fake, _ = _fake_best_time(lambda n, lib: 1.0 if lib == "dnnl" else 1.1)  # below the 1.15 gain
+    monkeypatch.setattr(kernels, "best_time", fake)
+    assert onednn_is_faster() is False
+
+
 def test_onednn_timing_leaves_the_global_rng_alone(monkeypatch):
     # else the first fast_cpu run of a process gets other dropout masks than later ones (a resumed run, say)
     monkeypatch.delitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
