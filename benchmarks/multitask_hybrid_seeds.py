@@ -1,4 +1,4 @@
-"""Chapter 10's comparison over seeds: the jointly trained hybrid, chapter 9's shared-delta model,
+"""Chapter 10's comparison over seeds: the jointly trained hybrid, a shared-delta model of chapter 9's design,
 single-task hybrids.
 
     HF_HUB_OFFLINE=1 HFT_DATA_DIR=/path/to/datasets python benchmarks/multitask_hybrid_seeds.py --seeds 0,1,2
@@ -6,12 +6,15 @@ single-task hybrids.
 Every run is the command line as a reader would type it (``python -m hft_lessons multitask ...``), in its
 own process, on chapter 9's budgets (``BUDGET``: 1,500 / 1,000 / 400 training examples of SST-2 /
 CoNLL-2003 / SQuAD, 500 / 500 / 200 for evaluation, 2 epochs, the ``cpu`` profile's backbone and recipes).
-``--budget profile`` uses the profile's own budgets instead (one joint run: about 20 minutes on 2 cores).
+``--budget profile`` uses the profile's own budgets instead (one joint run: 17 minutes of training on 2 cores;
+``--budget profile --designs joint_hybrid --seeds 0 --results
+benchmarks/results/multitask_hybrid_profile_budget.jsonl`` wrote that file).
 
 - ``joint_hybrid``: ``--tasks sst2,conll2003,squad --method hybrid --task-adapter pfeiffer`` (a shared LoRA +
   BitFit delta, a Pfeiffer adapter and a head per task);
-- ``joint_shared``: ``--tasks sst2,conll2003,squad --method hybrid`` (chapter 9's model: the shared delta,
-  heads per task);
+- ``joint_shared``: ``--tasks sst2,conll2003,squad --method hybrid`` (chapter 9's design: one shared delta, a
+  head per task; with this chapter's hybrid delta and T = 2 sampling, not chapter 9's LoRA and proportional
+  sampling);
 - ``single_<task>``: ``--tasks <task> --method hybrid --task-adapter pfeiffer`` (the same design on one task,
   with that task's own batch size and recipe);
 - ``single_sst2_batch16``, ``single_conll2003_decay``: a single-task run with the one setting the joint run
