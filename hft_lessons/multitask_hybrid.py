@@ -108,7 +108,7 @@ class HybridDesign:
 DESIGNS = {
     # shared LoRA + BitFit, a Pfeiffer adapter and a head per task
     "hybrid": HybridDesign("hybrid", "pfeiffer"),
-    "shared": HybridDesign("hybrid", None),  # chapter 9's model: shared LoRA + BitFit, a head per task
+    "shared": HybridDesign("hybrid", None),  # chapter 9's design with the hybrid delta: shared LoRA + BitFit
     # nothing shared but the backbone: adapters and heads per task
     "adapters": HybridDesign(None, "pfeiffer"),
 }
