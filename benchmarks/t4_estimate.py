@@ -54,8 +54,8 @@ RUNS: dict[str, list[tuple[str, int, str]]] = {
     # chapter 8 compares stacks on cpu's budget and backbone in every profile: PyTorch and Trainer + peft
     # on the GPU, Keras on the CPU (its 40-step Trainer run is left out)
     "08_three_implementations": [("sst2", 2, "cpu"), ("sst2", 1, "cpu-cpu")],
-    "09_multitask": [(t, 2, "caps") for t in CAPS],   # the joint run and the three single-task runs
-    "10_multitask_hybrid": [(t, 2, "caps") for t in CAPS],
+    "09_multitask": [(t, 2, "caps") for t in CAPS],  # the joint run and the three single-task runs
+    "10_multitask_hybrid": [(t, 1, "caps") for t in CAPS],  # the one joint run over the three tasks
     "11_sentiment_analysis": [("sst2", 5, "profile")],
     "12_named_entity_recognition": [("conll2003", 2, "profile")],
     "13_question_answering": [("squad", 1, "profile")],

@@ -121,9 +121,9 @@ def test_every_chapter_has_a_time_on_its_own_in_order_and_an_estimated_t4_time()
     tool = _tool("course_time_table")
     chapters = {p.stem for p in (SCRIPT.parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     cold, t4 = tool.read("course_time_cpu_cold.csv"), tool.read("t4_estimate.csv")
-    in_order = tool.in_order_rows()
-    assert set(cold) == set(in_order) == set(t4) == chapters
-    assert all(r["status"] == "ok" for r in [*cold.values(), *in_order.values()])
+    in_order, smoke = tool.in_order_rows(), tool.read("course_time_smoke.csv")
+    assert set(cold) == set(in_order) == set(t4) == set(smoke) == chapters
+    assert all(r["status"] == "ok" for r in [*cold.values(), *in_order.values(), *smoke.values()])
     # in order, a chapter never takes longer than on its own beyond timing noise: the cache only saves work
     assert all(float(in_order[c]["seconds"]) <= 1.1 * float(cold[c]["seconds"]) for c in chapters)
     header = (SCRIPT.parent / "results" / "t4_estimate.csv").read_text().splitlines()[0]
@@ -162,3 +162,39 @@ def test_a_later_run_of_a_chapter_that_reused_runs_in_order_is_refused(tmp_path,
         tool.in_order_rows()
     with pytest.raises(SystemExit, match="no results file"):
         tool.read("missing.csv")
+
+
+def _time_files(tool, reused: str) -> dict:
+    """One chapter, 07_x, in the four files a time line reads, as ``time_lines`` passes them."""
+    return {"smoke": {"07_x": {"seconds": "41.6"}}, "cold": {"07_x": {"seconds": "395.5"}},
+            "in order": {"07_x": {"seconds": "162.2", "runs_reused": reused}},
+            "t4": {"07_x": {"t4_estimated_s": "194.0"}}}
+
+
+def test_a_time_line_gets_its_first_sentence_from_the_files_and_keeps_the_rest():
+    tool = _tool("course_time_table")
+    old = ("# 7. X\n\nGoals.\n\n**Time**: reading ~40 min; running: `smoke` < 1 min, `cpu` 9.9 min,\n"
+           f"`gpu` ~9 min on a free Colab T4 {tool.T4_NOTE} The seeds come\nfrom a script.\n")
+    sentence = tool.time_sentence("07_x", _time_files(tool, "3"))
+    new = tool.with_time_line(old, "07_x", sentence)
+    assert new.startswith("# 7. X\n\nGoals.\n\n**Time**: reading ~40 min; running, with the model and data")
+    flat = " ".join(new.split())
+    assert "`smoke` 42 s, `cpu` 6.6 min measured on 2 idle cores (2.7 min run after chapters 4–6," in flat
+    assert flat.endswith(f"`gpu` ~3 min on a free Colab T4 {tool.T4_NOTE} The seeds come from a script.")
+    assert max(len(line) for line in new.splitlines()) <= tool.WIDTH
+    assert tool.with_time_line(new, "07_x", sentence) == new  # what --check relies on
+    alone = tool.time_sentence("07_x", _time_files(tool, "0"))
+    assert "cores, `gpu`" in alone and "run cache" not in alone
+
+
+def test_a_time_line_that_is_not_one_plain_last_paragraph_is_refused():
+    tool = _tool("course_time_table")
+    sentence = tool.time_sentence("07_x", _time_files(tool, "0"))
+    line = f"**Time**: old {tool.T4_NOTE}"
+    for bad in ["# 7. X", f"{line}\n\nA later paragraph.", "**Time**: no estimate note.",
+                f"{line}\n- a list item", f"{line}  \nafter a hard break"]:
+        with pytest.raises(SystemExit, match="^07_x: its (first cell must end|time line must be one)"):
+            tool.with_time_line(bad, "07_x", sentence)
+    with pytest.raises(SystemExit, match="^t4 has no row for 08_y"):
+        tool.time_sentence("08_y", {**_time_files(tool, "0"), "t4": {}} | {
+            k: {"08_y": v["07_x"]} for k, v in _time_files(tool, "0").items() if k != "t4"})

@@ -3,6 +3,7 @@ embeddings."""
 
 import contextlib
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -576,7 +577,7 @@ def test_onednn_is_faster_measures_once_per_thread_count(monkeypatch):
     assert onednn_is_faster() is (not answer)
 
 
-def _fake_best_time(seconds):
+def _fake_best_time(seconds: Callable[[int, str], float]) -> tuple[Callable[..., float], list[str]]:
     """A stand-in for best_time: each call takes ``seconds(call number, which library)``."""
     calls = []
 
@@ -592,6 +593,8 @@ def test_onednn_probe_does_not_give_the_first_library_timed_the_cold_start(monke
     fake, calls = _fake_best_time(lambda n, lib: 10.0 if n == 1 else 1.0)
     monkeypatch.setattr(kernels, "best_time", fake)
     monkeypatch.delitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
+    monkeypatch.setattr(kernels, "_onednn_mm", lambda a, b_t, bias=None: a @ b_t.t())  # any build
+    monkeypatch.setattr(kernels, "_onednn_op", lambda: object())
     assert onednn_is_faster() is False
     assert calls[:4] == ["mkl_products", "dnnl_products"] * 2  # alternating rounds
 
@@ -607,6 +610,20 @@ def test_onednn_probe_switches_on_when_onednn_is_clearly_faster(monkeypatch):
     fake, _ = _fake_best_time(lambda n, lib: 1.0 if lib == "dnnl" else 1.1)  # below the 1.15 gain
     monkeypatch.setattr(kernels, "best_time", fake)
     assert onednn_is_faster() is False
+
+
+def test_onednn_probe_says_no_without_timing_when_the_operator_fails(monkeypatch):
+    fake, calls = _fake_best_time(lambda n, lib: 1.0)
+
+    def fails(a, b_t, bias=None):
+        raise RuntimeError("a build whose operator takes other arguments")
+
+    monkeypatch.setattr(kernels, "best_time", fake)
+    monkeypatch.setattr(kernels, "_onednn_mm", fails)
+    monkeypatch.setattr(kernels, "_onednn_op", lambda: object())
+    monkeypatch.delitem(kernels._ONEDNN_FASTER, torch.get_num_threads(), raising=False)
+    assert onednn_is_faster() is False and calls == []
+    assert kernels._ONEDNN_FASTER[torch.get_num_threads()] is False  # cached: not tried again
 
 
 def test_onednn_timing_leaves_the_global_rng_alone(monkeypatch):

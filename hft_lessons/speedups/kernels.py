@@ -223,7 +223,7 @@ PROBE_ROUNDS = 5  # alternating timing rounds in onednn_is_faster
 def onednn_is_faster(min_gain: float = 1.15) -> bool:
     """Whether oneDNN multiplies BERT-sized float32 matrices at least ``min_gain`` times as fast as MKL here.
 
-    Timed once per thread count (about 50 ms): a 512-row forward and weight-gradient product of a
+    Timed once per thread count (a fraction of a second): a 512-row forward and weight-gradient product of a
     384 → 1536 projection, both libraries warmed up, then timed in alternating rounds, best of each.
     """
     threads = torch.get_num_threads()
