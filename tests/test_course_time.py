@@ -24,12 +24,13 @@ def _tiny_chapter(folder: Path) -> Path:
     return path
 
 
-def test_course_time_runs_a_chapter_and_writes_its_row(tmp_path):
-    _tiny_chapter(tmp_path)
+def test_course_time_runs_a_chapter_writes_its_row_and_stores_it_cleaned(tmp_path):
+    # one kernel start for both: the row in the results file, and the chapter written back with --write-back
+    stored = _tiny_chapter(tmp_path)
     out = tmp_path / "times.csv"
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--profile", "smoke", "--notebooks", str(tmp_path), "--chapters", "00",
-         "--out", str(out)],
+         "--out", str(out), "--write-back"],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -41,6 +42,11 @@ def test_course_time_runs_a_chapter_and_writes_its_row(tmp_path):
     assert float(rows[1]["seconds"]) == float(rows[0]["seconds"])
     assert rows[0]["runs_reused"] == "0"
     assert float(rows[0]["gflops"]) > 0  # the machine's speed, measured before the chapter
+    after = json.loads(stored.read_text())
+    code = [c for c in after["cells"] if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+    assert ["".join(c["outputs"][0]["text"]) for c in code] == ["profile: smoke\n", "42\n"]
+    assert set(after["metadata"]) <= {"kernelspec", "language_info", "colab", "accelerator"}
 
 
 def test_course_time_hides_bars_and_counts_the_runs_a_chapter_reused(tmp_path):
@@ -69,21 +75,6 @@ def test_course_time_names_the_chapters_it_does_not_have(tmp_path):
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("no chapter numbered 98; have 00, 01,")
-
-
-def test_write_back_stores_the_executed_chapter_cleaned(tmp_path):
-    stored = _tiny_chapter(tmp_path)
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--profile", "smoke", "--notebooks", str(tmp_path), "--write-back",
-         "--out", str(tmp_path / "times.csv")],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    after = json.loads(stored.read_text())
-    code = [c for c in after["cells"] if c["cell_type"] == "code"]
-    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
-    assert ["".join(c["outputs"][0]["text"]) for c in code] == ["profile: smoke\n", "42\n"]
-    assert set(after["metadata"]) <= {"kernelspec", "language_info", "colab", "accelerator"}
 
 
 def test_a_cold_run_keeps_the_in_order_time_of_a_chapter_that_reused_nothing(tmp_path):
