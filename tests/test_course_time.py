@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,14 @@ def test_a_time_line_that_is_not_one_plain_last_paragraph_is_refused():
     with pytest.raises(SystemExit, match="^t4 has no row for 08_y"):
         tool.time_sentence("08_y", {**_time_files(tool, "0"), "t4": {}} | {
             k: {"08_y": v["07_x"]} for k, v in _time_files(tool, "0").items() if k != "t4"})
+
+
+def test_t4_estimate_refuses_the_shipped_samples(tmp_path):
+    # without the datasets folder (and no Hub) the loaders fall back to the package's samples, whose token
+    # counts would make every estimate far too small
+    env = {k: v for k, v in os.environ.items() if k != "HFT_DATA_DIR"} | {"HF_HUB_OFFLINE": "1"}
+    script = SCRIPT.parent / "t4_estimate.py"
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "t4.csv")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1 and not (tmp_path / "t4.csv").exists()
+    assert done.stderr.strip().splitlines()[-1].startswith("sst2: the train split loaded has ")

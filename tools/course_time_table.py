@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- course-time:start -->", "<!-- course-time:end -->"
 # chapters executed again on their own after the in-order run; a later file's rows replace the earlier ones
-LATER_RUNS = ("course_time_cpu_08_12_13.csv", "course_time_cpu_09_10.csv")
+LATER_RUNS = ("course_time_cpu_02.csv", "course_time_cpu_08_12_13.csv", "course_time_cpu_09_10.csv")
 NOTEBOOKS = ROOT / "notebooks"
 # minutes to read a chapter and do its exercises: the authors' estimate, not a measurement
 READING = {"01": 25, "02": 40, "03": 35, "04": 35, "05": 40, "06": 50, "07": 40, "08": 30, "09": 30, "10": 30,
