@@ -14,6 +14,11 @@ KEEP_NB_METADATA = ("kernelspec", "language_info", "colab", "accelerator")
 KEEP_CELL_METADATA = ("tags", "jupyter", "cellView")
 
 
+def save_notebook(path: Path, nb: dict) -> None:
+    """Write a notebook as the repository stores it: one-space indent, UTF-8 as is, a final newline."""
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def clean(path: Path) -> list[str]:
     """Clean one notebook in place; return the problems found in its outputs."""
     nb = json.loads(path.read_text(encoding="utf-8"))
@@ -36,7 +41,7 @@ def clean(path: Path) -> list[str]:
                 problems.append(
                     f"{path}: cell {i} output shows a local path: {LOCAL_PATH.search(text).group(0)}"
                 )
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    save_notebook(path, nb)
     return problems
 
 

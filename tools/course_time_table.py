@@ -36,6 +36,8 @@ REUSES = {"06": "chapters 4 and 5", "07": "chapters 4–6", "11": "chapters 4–
 T4_NOTE = "(an estimate, not yet measured: `benchmarks/t4_estimate.py`)."
 WIDTH = 115  # the markdown cells' line width
 sys.path.insert(0, str(ROOT / "benchmarks"))  # course_time.read_rows: one reader of the results files
+sys.path.insert(0, str(ROOT / "tools"))  # clean_notebooks.save_notebook: one notebook writer
+from clean_notebooks import save_notebook  # noqa: E402
 
 
 def read(name: str) -> dict[str, dict[str, str]]:
@@ -149,7 +151,7 @@ def time_lines(write: bool) -> list[str]:
             changed[path] = nb
     if write:  # every line computed first: an error above leaves no notebook half-written
         for path, nb in changed.items():
-            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            save_notebook(path, nb)
     return [p.stem for p in changed]
 
 

@@ -18,6 +18,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/: clean_notebooks.save_notebook
+from clean_notebooks import save_notebook  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "github.com/hft-course/hybrid-finetuning-from-scratch"
 BADGE_LINK = re.compile(r"(colab\.research\.google\.com/github/hft-course/"
@@ -54,7 +57,7 @@ def pin_notebook(path: Path, ref: str) -> bool:
             cell["source"] = new.splitlines(keepends=True)
             changed = True
     if changed:
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        save_notebook(path, nb)
     return changed
 
 
