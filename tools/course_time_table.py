@@ -40,13 +40,18 @@ sys.path.insert(0, str(ROOT / "tools"))  # clean_notebooks.save_notebook: one no
 from clean_notebooks import save_notebook  # noqa: E402
 
 
+def writer(name: str) -> str:
+    """The script that writes the results file ``name``."""
+    return "benchmarks/t4_estimate.py" if name.startswith("t4_estimate") else "benchmarks/course_time.py"
+
+
 def read(name: str) -> dict[str, dict[str, str]]:
     """A results file's rows by chapter, the total row left out (benchmarks/course_time.py reads them)."""
     from course_time import read_rows
 
     path = RESULTS / name
     if not path.is_file():
-        raise SystemExit(f"no results file {path}: write it with benchmarks/course_time.py")
+        raise SystemExit(f"no results file {path}: write it with {writer(name)}")
     return {chapter: r for chapter, r in read_rows(path).items() if chapter != "total"}
 
 
@@ -91,16 +96,21 @@ def short_time(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+# the results files a time line reads, by the role they play in it
+TIME_FILES = {"smoke": "course_time_smoke.csv", "cold": "course_time_cpu_cold.csv",
+              "in order": "course_time_cpu.csv", "t4": "t4_estimate.csv"}
+
+
 def row(rows: dict[str, dict[str, str]], chapter: str, name: str) -> dict[str, str]:
-    """``chapter``'s row of the results file ``name``, or a one-line error naming the file."""
+    """``chapter``'s row of the results file ``name``, or a one-line error naming the file and its writer."""
     if chapter not in rows:
-        raise SystemExit(f"{name} has no row for {chapter}: run benchmarks/course_time.py for it")
+        raise SystemExit(f"{name} has no row for {chapter}: run {writer(name)} for it")
     return rows[chapter]
 
 
 def time_sentence(chapter: str, files: dict[str, dict[str, dict[str, str]]]) -> str:
-    """The first sentence of a chapter's time line, from the results files (``files``: rows by file name)."""
-    smoke, cold, in_order, t4 = (row(files[n], chapter, n) for n in files)
+    """The first sentence of a chapter's time line, from the results files (``files``: rows by role)."""
+    smoke, cold, in_order, t4 = (row(files[role], chapter, TIME_FILES[role]) for role in TIME_FILES)
     cpu = f"`cpu` {short_time(float(cold['seconds']))} measured on 2 idle cores"
     if int(in_order["runs_reused"]):
         if chapter[:2] not in REUSES:
@@ -134,9 +144,7 @@ def with_time_line(source: str, chapter: str, sentence: str) -> str:
 
 def time_lines(write: bool) -> list[str]:
     """Rewrite (or, ``write`` False, only compare) every chapter's time line; the chapters that differed."""
-    files = {"course_time_smoke.csv": read("course_time_smoke.csv"),
-             "course_time_cpu_cold.csv": read("course_time_cpu_cold.csv"),
-             "course_time_cpu.csv (in order)": in_order_rows(), "t4_estimate.csv": read("t4_estimate.csv")}
+    files = {role: in_order_rows() if role == "in order" else read(name) for role, name in TIME_FILES.items()}
     changed: dict[Path, dict] = {}
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         if path.stem.startswith("00_"):
@@ -158,11 +166,14 @@ def time_lines(write: bool) -> list[str]:
 def update_cold() -> None:
     """Put the later runs' rows into ``course_time_cpu_cold.csv`` (``source``: the later file), new total."""
     path = RESULTS / "course_time_cpu_cold.csv"
+    rows = read("course_time_cpu_cold.csv")  # first: a missing file is a one-line error
     header = [x for x in path.read_text(encoding="utf-8").splitlines() if x.startswith("#")]
-    rows = read("course_time_cpu_cold.csv")
     for name in LATER_RUNS:
-        for chapter, row in read(name).items():
-            rows[chapter] = {**row, "source": name}
+        for chapter, later in read(name).items():
+            if later["status"] != "ok":
+                raise SystemExit(f"{name}: {chapter} did not run to the end ({later['status']}); only an ok "
+                                 "run may replace a chapter's time")
+            rows[chapter] = {**later, "source": name}
     fields = ["chapter", "seconds", "status", "runs_reused", "source", "gflops"]
     total = {"chapter": "total", "seconds": f"{sum(float(r['seconds']) for r in rows.values()):.1f}",
              "status": "ok" if all(r["status"] == "ok" for r in rows.values()) else "errors",
