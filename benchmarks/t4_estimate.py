@@ -83,10 +83,12 @@ def token_lengths(profile_name: str, task_name: str, budget: str) -> tuple[list[
     ds = load_task(task_name, verbose=False)
     lengths = []
     for split, n, train in (("train", n_train, True), ("validation", n_eval, False)):
-        if n is not None and len(ds[split]) < n:  # the package's samples: the estimate would count too little
-            raise SystemExit(f"{task_name}: the {split} split loaded has {len(ds[split]):,} examples, fewer "
-                             f"than the {n:,} a run uses; set HFT_DATA_DIR to the datasets folder (or allow "
-                             "the Hub)")
+        # the package's samples live in memory, a dataset from disk or the Hub in Arrow files: estimated on
+        # the samples, a run's size would be counted too small whether or not the profile sets one
+        if not ds[split].cache_files or (n is not None and len(ds[split]) < n):
+            raise SystemExit(f"{task_name}: the {split} split loaded is the package's sample "
+                             f"({len(ds[split]):,} examples), not the dataset a run uses; set HFT_DATA_DIR "
+                             "to the datasets folder (or allow the Hub)")
         rows = subset(ds[split], n, 0)
         features = task.tokenize(rows, tokenizer, settings.max_length, settings.stride, train=train)
         lengths.append([len(ids) for ids in features["input_ids"]])

@@ -1,6 +1,7 @@
 """benchmarks/course_time.py executes chapters in fresh kernels and writes the time table it prints."""
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -163,6 +164,11 @@ def _time_files(tool, reused: str) -> dict:
             "t4": {"07_x": {"t4_estimated_s": "194.0"}}}
 
 
+def test_minutes_round_halves_up_as_a_reader_would():
+    minutes = _tool("course_time_table").minutes
+    assert [minutes(s) for s in (555.0, 554.9, 9.0, 0.0, 3882.4)] == ["9.3", "9.2", "0.2", "0.0", "64.7"]
+
+
 def test_a_time_line_gets_its_first_sentence_from_the_files_and_keeps_the_rest():
     tool = _tool("course_time_table")
     old = ("# 7. X\n\nGoals.\n\n**Time**: reading ~40 min; running: `smoke` < 1 min, `cpu` 9.9 min,\n"
@@ -201,4 +207,16 @@ def test_t4_estimate_refuses_the_shipped_samples(tmp_path):
     done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "t4.csv")],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 1 and not (tmp_path / "t4.csv").exists()
-    assert done.stderr.strip().splitlines()[-1].startswith("sst2: the train split loaded has ")
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("sst2: the train split loaded is the package's sample")
+
+
+def test_t4_estimate_refuses_the_samples_where_a_profile_sets_no_size(monkeypatch):
+    # the `full` profile trains on whole splits (no size to compare with): the samples are still refused
+    monkeypatch.delenv("HFT_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = importlib.util.spec_from_file_location("t4_estimate", SCRIPT.parent / "t4_estimate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit, match="package's sample"):
+        module.token_lengths("full", "sst2", "profile")

@@ -20,6 +20,7 @@ import json
 import re
 import sys
 import textwrap
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,8 +69,9 @@ def in_order_rows() -> dict[str, dict[str, str]]:
 
 
 def minutes(seconds: float) -> str:
-    """Seconds as minutes with one decimal."""
-    return f"{seconds / 60:.1f}"
+    """Seconds as minutes with one decimal, halves rounded up (555 s is 9.3 min, not float's 9.2)."""
+    tenths = Decimal(repr(seconds)) / 6
+    return str((tenths.quantize(Decimal(1), rounding=ROUND_HALF_UP) / 10).quantize(Decimal("0.1")))
 
 
 def table() -> str:
@@ -93,7 +95,7 @@ def table() -> str:
 
 def short_time(seconds: float) -> str:
     """A running time as a learner reads it: seconds under 1.5 minutes, else minutes with one decimal."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{minutes(seconds)} min"
 
 
 # the results files a time line reads, by the role they play in it
