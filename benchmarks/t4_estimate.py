@@ -65,7 +65,7 @@ RUNS: dict[str, list[tuple[str, int, str]]] = {
 def token_lengths(profile_name: str, task_name: str, budget: str) -> tuple[list[int], list[int], int]:
     """Token counts of the training and evaluation sequences a run of ``task_name`` sees, and its epochs."""
     from hft_lessons.backbone import load_backbone
-    from hft_lessons.data import load_task, subset
+    from hft_lessons.data import load_samples, load_task, subset
     from hft_lessons.profiles import get_profile
     from hft_lessons.tasks import get_task
 
@@ -80,12 +80,12 @@ def token_lengths(profile_name: str, task_name: str, budget: str) -> tuple[list[
         epochs = 2
     task = get_task(task_name)
     tokenizer, _ = load_backbone("sentence-transformers/all-MiniLM-L6-v2", verbose=False)  # BERT's vocabulary
-    ds = load_task(task_name, verbose=False)
+    ds, samples = load_task(task_name, verbose=False), load_samples(task_name)
     lengths = []
     for split, n, train in (("train", n_train, True), ("validation", n_eval, False)):
-        # the package's samples live in memory, a dataset from disk or the Hub in Arrow files: estimated on
-        # the samples, a run's size would be counted too small whether or not the profile sets one
-        if not ds[split].cache_files or (n is not None and len(ds[split]) < n):
+        # estimated on the package's samples, a run's size would be counted too small, whether or not the
+        # profile sets one (a split smaller than the profile's size, as the course's SQuAD, is used whole)
+        if len(ds[split]) <= len(samples[split]):
             raise SystemExit(f"{task_name}: the {split} split loaded is the package's sample "
                              f"({len(ds[split]):,} examples), not the dataset a run uses; set HFT_DATA_DIR "
                              "to the datasets folder (or allow the Hub)")

@@ -79,7 +79,9 @@ def test_the_benchmarks_page_shows_the_results_csv():
     rows = tool.load()
     page = (ROOT / "book" / "benchmarks.md").read_text(encoding="utf-8")
     assert rows and tool.table(rows) in page, "run python tools/benchmark_table.py"
-    assert tool.render(page, rows) == page
+    runs = tool.load_seeds()
+    assert runs and tool.seeds_table(runs) in page, "run python tools/benchmark_table.py"
+    assert tool.render(page, rows, runs) == page
     first = rows[0]
     changed = [dict(first, accuracy="0.1234")] + rows[1:]
     assert tool.table(changed) not in page, "the table must follow the CSV"

@@ -132,16 +132,20 @@ def test_update_cold_copies_the_later_runs_rows_with_their_file_as_source(tmp_pa
     later_head = head.replace(",source", ",source,gflops")  # later files record the machine's speed
     (tmp_path / "later.csv").write_text("# a later run\n" + later_head +
                                         "02_b,5.5,ok,0,measured,170.2\ntotal,5.5,ok,0,,\n")
+    # a chapter that loaded runs in order, run again cold: it replaces only the cold row
+    (tmp_path / "cold_again.csv").write_text("# cold\n" + later_head +
+                                             "01_a,7.0,ok,0,measured,160.0\ntotal,7.0,ok,0,,\n")
     monkeypatch.setattr(tool, "RESULTS", tmp_path)
     monkeypatch.setattr(tool, "LATER_RUNS", ("later.csv",))
+    monkeypatch.setattr(tool, "COLD_RUNS", ("cold_again.csv",))
     tool.update_cold()
     rows = tool.read("course_time_cpu_cold.csv")
-    assert rows["01_a"]["seconds"] == "10.0" and rows["01_a"]["source"] == "x.csv"
+    assert (rows["01_a"]["seconds"], rows["01_a"]["source"]) == ("7.0", "cold_again.csv")
     assert (rows["02_b"]["seconds"], rows["02_b"]["source"]) == ("5.5", "later.csv")
-    assert rows["02_b"]["gflops"] == "170.2" and rows["01_a"]["gflops"] == ""
+    assert rows["02_b"]["gflops"] == "170.2" and rows["01_a"]["gflops"] == "160.0"
     text = (tmp_path / "course_time_cpu_cold.csv").read_text()
-    assert text.startswith("# written by course_time.py\n# rows of later.csv copied in")
-    assert "total,15.5,ok,0," in text
+    assert text.startswith("# written by course_time.py\n# rows of later.csv, cold_again.csv copied in")
+    assert "total,12.5,ok,0," in text
 
 
 def test_a_later_run_of_a_chapter_that_reused_runs_in_order_is_refused(tmp_path, monkeypatch):

@@ -27,7 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- course-time:start -->", "<!-- course-time:end -->"
 # chapters executed again on their own after the in-order run; a later file's rows replace the earlier ones
-LATER_RUNS = ("course_time_cpu_02.csv", "course_time_cpu_08_12_13.csv", "course_time_cpu_09_10.csv")
+LATER_RUNS = ("course_time_cpu_02.csv", "course_time_cpu_08_12_13.csv", "course_time_cpu_09_10.csv",
+              "course_time_cpu_20.csv")
+# chapters that loaded runs in order, run again on their own with an empty cache: their rows replace only the
+# cold file's (their in-order time stays the in-order run's)
+COLD_RUNS = ("course_time_cpu_20_06_11.csv",)
 NOTEBOOKS = ROOT / "notebooks"
 # minutes to read a chapter and do its exercises: the authors' estimate, not a measurement
 READING = {"01": 25, "02": 40, "03": 35, "04": 35, "05": 40, "06": 50, "07": 40, "08": 30, "09": 30, "10": 30,
@@ -170,7 +174,7 @@ def update_cold() -> None:
     path = RESULTS / "course_time_cpu_cold.csv"
     rows = read("course_time_cpu_cold.csv")  # first: a missing file is a one-line error
     header = [x for x in path.read_text(encoding="utf-8").splitlines() if x.startswith("#")]
-    for name in LATER_RUNS:
+    for name in (*LATER_RUNS, *COLD_RUNS):
         for chapter, later in read(name).items():
             if later["status"] != "ok":
                 raise SystemExit(f"{name}: {chapter} did not run to the end ({later['status']}); only an ok "
@@ -181,7 +185,8 @@ def update_cold() -> None:
              "status": "ok" if all(r["status"] == "ok" for r in rows.values()) else "errors",
              "runs_reused": str(sum(int(r["runs_reused"]) for r in rows.values())), "source": "",
              "gflops": ""}
-    note = f"# rows of {', '.join(LATER_RUNS)} copied in by tools/course_time_table.py --update-cold"
+    files = ", ".join((*LATER_RUNS, *COLD_RUNS))
+    note = f"# rows of {files} copied in by tools/course_time_table.py --update-cold"
     with path.open("w", newline="", encoding="utf-8") as f:
         f.write("\n".join([*(h for h in header if not h.startswith("# rows of")), note]) + "\n")
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -196,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true",
                       help="exit 1 if README.md's table or a chapter's time line is out of date")
     mode.add_argument("--update-cold", action="store_true",
-                      help="first copy the rows of LATER_RUNS into course_time_cpu_cold.csv")
+                      help="first copy the rows of LATER_RUNS and COLD_RUNS into course_time_cpu_cold.csv")
     args = parser.parse_args(argv)
     if args.update_cold:
         update_cold()
