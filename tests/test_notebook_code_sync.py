@@ -3,6 +3,7 @@
 import ast
 import copy
 import math
+import time
 from pathlib import Path
 
 import nbformat
@@ -28,7 +29,9 @@ def _definitions(name: str) -> dict:
     path = NOTEBOOKS / name
     assert path.exists(), f"notebook {name} is missing: the definitions it should hold cannot be checked"
     nb = nbformat.read(path, as_version=4)
-    namespace = {"torch": torch, "nn": nn, "F": F, "math": math, "__name__": "notebook"}
+    # the modules the chapters import in cells without a definition (such cells are not run here)
+    namespace = {"torch": torch, "nn": nn, "F": F, "math": math, "copy": copy, "time": time,
+                 "__name__": "notebook"}
     for cell in nb.cells:
         source = cell.source
         if cell.cell_type == "code" and any(

@@ -28,7 +28,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- course-time:start -->", "<!-- course-time:end -->"
 # chapters executed again on their own after the in-order run; a later file's rows replace the earlier ones
 LATER_RUNS = ("course_time_cpu_02.csv", "course_time_cpu_08_12_13.csv", "course_time_cpu_09_10.csv",
-              "course_time_cpu_20.csv")
+              "course_time_cpu_20.csv", "course_time_cpu_20_03.csv")
 # chapters that loaded runs in order, run again on their own with an empty cache: their rows replace only the
 # cold file's (their in-order time stays the in-order run's)
 COLD_RUNS = ("course_time_cpu_20_06_11.csv",)
