@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-9", help="a range like 0-9 or comma-separated seeds")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"a subset of: {', '.join(METHODS)}")
-    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu", "full"))
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--summary", action="store_true", help="print the summary of --results and stop")
     args = parser.parse_args(argv)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 import re
 import statistics
 import sys
@@ -57,9 +56,17 @@ def table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _sst2_seeds():
+    """benchmarks/sst2_seeds.py as a module: it reads its results file and writes the summary lines."""
+    spec = importlib.util.spec_from_file_location("sst2_seeds", ROOT / "benchmarks" / "sst2_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
 def load_seeds(path: Path = SEEDS) -> list[dict]:
-    """The runs of benchmarks/sst2_seeds.py."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The runs of benchmarks/sst2_seeds.py (its own reader)."""
+    return _sst2_seeds().read_rows(path)
 
 
 def seeds_table(runs: list[dict]) -> str:
@@ -72,10 +79,7 @@ def seeds_table(runs: list[dict]) -> str:
         share = next(100 * r["trainable_params"] / r["total_params"] for r in runs if r["method"] == method)
         label = name if method == "full" else f"{name} ({share:.2f}%)"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {statistics.mean(acc.values()):.1f} |")
-    spec = importlib.util.spec_from_file_location("sst2_seeds", ROOT / "benchmarks" / "sst2_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    summary = "\n".join(f"- {line}" for line in module.summary(runs).splitlines())
+    summary = "\n".join(f"- {line}" for line in _sst2_seeds().summary(runs).splitlines())
     return "\n".join(lines) + "\n\n" + summary
 
 
